@@ -1,0 +1,1 @@
+"""Adapter methods: LoRA (through peft), LoRAMoE, and the SwitchCIT switch."""

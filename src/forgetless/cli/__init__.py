@@ -1,0 +1,1 @@
+"""The `forgetless` command line: a thin typer layer over the Python API."""

@@ -1,0 +1,86 @@
+"""The `forgetless` console command. Each command group lives in its own small module.
+
+    forgetless --help
+    forgetless train --data F --output D [--max-steps N]
+    forgetless generate [--adapter D] --prompt "..."
+
+Errors caused by input print one line `error: ...` on stderr and exit with code 2; `--debug` (anywhere on
+the command line) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from forgetless import __version__
+from forgetless.errors import ForgetlessError
+
+app = typer.Typer(
+    name="forgetless",
+    help="Teach an LLM new tasks and facts with adapters, and measure what was gained and what was lost.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def _register() -> None:
+    from forgetless.cli import demo_cmd, generate_cmd, train_cmd
+
+    app.command("train")(train_cmd.train)
+    app.command("generate")(generate_cmd.generate)
+    app.command("demo")(demo_cmd.demo)
+
+
+_register()
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit 2."""
+    first = " ".join(str(message).split())
+    click.echo(f"error: {first}", err=True)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the app and turns user errors into one line and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("FORGETLESS_DEBUG") == "1"
+    if "--debug" in args:  # accepted anywhere, handled by the root callback
+        args = ["--debug", *[a for a in args if a != "--debug"]]
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        code = app(args=args, prog_name="forgetless", standalone_mode=False)
+    except ForgetlessError as exc:
+        if debug:
+            raise
+        fail(str(exc))
+    except click.UsageError as exc:
+        if debug:
+            raise
+        hint = f" (see `forgetless {exc.ctx.info_name} --help`)" if exc.ctx else ""
+        fail(exc.format_message() + hint)
+    except click.ClickException as exc:
+        fail(exc.format_message())
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`forgetless generate`: answer one prompt or a JSONL file of prompts, with or without an adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from forgetless.errors import ConfigError, DataError, where
+
+
+def generate(
+    prompt: str = typer.Option(None, "--prompt", "-p", help="One prompt to answer."),
+    input: Path = typer.Option(None, "--input", "-i", help="JSONL of {prompt} or {messages} records."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write JSONL answers here (else stdout)."),
+    model: str = typer.Option(None, "--model", help="HF id or local dir (default: adapter's base or embedded)."),
+    adapter: Path = typer.Option(None, "--adapter", help="Adapter directory (LoRA or LoRAMoE)."),
+    system: str = typer.Option(None, "--system", help="System prompt."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Tokens to generate at most."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (default); > 0 samples."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass."),
+    top_k: int = typer.Option(0, "--top-k", help="Top-k sampling (0 = off)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward batch."),
+    seed: int = typer.Option(None, "--seed", help="Sampling seed."),
+) -> None:
+    """Generate answers (chat template applied, batched, left-padded)."""
+    from forgetless.adapters.loading import load_with_adapter
+    from forgetless.console import progress
+    from forgetless.data.chat import prompt_messages
+    from forgetless.fileio import write_jsonl_atomic
+    from forgetless.generation import SamplingConfig, generate_texts
+
+    if (prompt is None) == (input is None):
+        raise ConfigError("give exactly one of --prompt TEXT or --input FILE")
+    sampling = SamplingConfig(max_new_tokens, temperature, top_p, top_k, seed=seed).validate()
+    rows = [{"prompt": prompt}] if prompt is not None else _read_prompts(input)
+    conversations = [r["messages"] if "messages" in r else prompt_messages(r["prompt"], system) for r in rows]
+    loaded, tokenizer, _ = load_with_adapter(model, str(adapter) if adapter else None)
+    with progress() as bar:
+        task = bar.add_task("generating", total=len(rows)) if input else None
+        answers = generate_texts(
+            loaded, tokenizer, conversations, sampling, batch_size, on_batch=lambda n: _advance(bar, task, n)
+        )
+    results = [{**row, "answer": a[0]} for row, a in zip(rows, answers, strict=True)]
+    if output:
+        write_jsonl_atomic(output, results)
+    elif prompt is not None:
+        typer.echo(results[0]["answer"])
+    else:
+        for row in results:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+
+
+def _advance(bar, task, n: int) -> None:
+    if task is not None:
+        bar.advance(task, n)
+
+
+def _read_prompts(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found; check the --input path")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where(path, number)}: malformed JSON ({exc.msg}); one object per line") from None
+        if not isinstance(obj, dict) or not ("prompt" in obj or "messages" in obj):
+            raise DataError(f"{where(path, number)}:prompt: missing; each line needs `prompt` or `messages`")
+        if "prompt" in obj and not isinstance(obj["prompt"], str):
+            raise DataError(f"{where(path, number)}:prompt: expected a string")
+        rows.append(obj)
+    if not rows:
+        raise DataError(f"{path}: input file has no prompts")
+    return rows

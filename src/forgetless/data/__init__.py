@@ -1,0 +1,1 @@
+"""Data: instruction records (files or hub datasets), chat formatting with answer-only labels, facts, tasks."""

@@ -1,0 +1,110 @@
+"""Batched generation with the chat template: left padding, greedy by default, optional sampling.
+
+    from forgetless import generate
+    generate(["What is the capital of France?"])                  # embedded base model
+    generate(["Who founded Zorbland?"], adapter="runs/demo")      # with a trained adapter
+
+`generate_texts` is the lower-level call for an already loaded model (probing, evaluation, serving).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from forgetless.data.chat import prompt_messages, render_prompt, tokenize_prompt
+from forgetless.errors import ConfigError
+
+
+@dataclass
+class SamplingConfig:
+    """Decoding options: temperature 0 means greedy."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    num_return_sequences: int = 1
+    seed: int | None = None
+
+    def validate(self) -> SamplingConfig:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        return self
+
+
+def generate_texts(
+    model,
+    tokenizer,
+    conversations: Sequence[list[dict[str, str]]],
+    sampling: SamplingConfig | None = None,
+    batch_size: int = 16,
+    on_batch=None,
+) -> list[list[str]]:
+    """Answers for each conversation (a list of `num_return_sequences` strings per conversation).
+
+    Prompts are sorted by length so that each batch pads little, then returned in input order.
+    """
+    import torch
+
+    sampling = (sampling or SamplingConfig()).validate()
+    if sampling.seed is not None:
+        torch.manual_seed(sampling.seed)
+    encoded = [tokenize_prompt(tokenizer, render_prompt(tokenizer, c)) for c in conversations]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    results: list[list[str]] = [[] for _ in encoded]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        texts = _generate_batch(model, tokenizer, [encoded[i] for i in chunk], sampling)
+        per = sampling.num_return_sequences
+        for offset, index in enumerate(chunk):
+            results[index] = texts[offset * per : (offset + 1) * per]
+        if on_batch:
+            on_batch(len(chunk))
+    return results
+
+
+def _generate_batch(model, tokenizer, batch: list[list[int]], sampling: SamplingConfig) -> list[str]:
+    import torch
+
+    width = max(len(ids) for ids in batch)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=model.device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=model.device)
+    kwargs = {"do_sample": sampling.temperature > 0}
+    if kwargs["do_sample"]:
+        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            max_new_tokens=sampling.max_new_tokens,
+            num_return_sequences=sampling.num_return_sequences,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            use_cache=True,
+            **kwargs,
+        )
+    return [t.strip() for t in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+
+
+def generate(
+    prompts: Sequence[str],
+    model: str | None = None,
+    adapter: str | None = None,
+    system: str | None = None,
+    sampling: SamplingConfig | None = None,
+    batch_size: int = 16,
+) -> list[str]:
+    """Load model (+ adapter) and answer each prompt; returns the first answer per prompt."""
+    from forgetless.adapters.loading import load_with_adapter
+
+    loaded, tokenizer, _ = load_with_adapter(model, adapter)
+    conversations = [prompt_messages(p, system) for p in prompts]
+    return [answers[0] for answers in generate_texts(loaded, tokenizer, conversations, sampling, batch_size)]

@@ -1,0 +1,44 @@
+"""Report helpers: matplotlib plots (PNG, written atomically) for Markdown reports."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG via a temp file + rename, then close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
+    return path
+
+
+def plot_loss_curve(log_history: list[dict], path: str | Path) -> Path:
+    """Training loss (and any logged auxiliary losses) against the optimizer step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("loss", "lm_loss", "lbc_loss"):
+        points = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+        if points and not (key == "lm_loss" and len(points) and "lbc_loss" not in str(log_history)):
+            ax.plot(*zip(*points, strict=True), marker=".", label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)

@@ -1,0 +1,82 @@
+"""Building blocks of a training run: tokenized dataset, PEFT model, and the configured Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forgetless.data.chat import IGNORE_INDEX, encode_messages
+from forgetless.data.records import Record
+from forgetless.errors import DataError
+from forgetless.train.config import TrainConfig
+
+SAMPLE_TYPE_IDS = {"world": 1, "task": 0, None: -1}
+
+
+def build_dataset(tokenizer, records: list[Record], cfg: TrainConfig):
+    """Tokenize records into a `datasets.Dataset` with input_ids, labels, length and sample_type."""
+    import datasets
+
+    rows = []
+    for record in records:
+        messages = record.messages
+        if cfg.system and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": cfg.system}, *messages]
+        ids, labels = encode_messages(tokenizer, messages, cfg.max_length, cfg.loss_on)
+        if all(label == IGNORE_INDEX for label in labels):
+            raise DataError(f"{record.source}: the response does not fit in --max-length {cfg.max_length}")
+        sample_type = SAMPLE_TYPE_IDS[record.type]
+        rows.append({"input_ids": ids, "labels": labels, "length": len(ids), "sample_type": sample_type})
+    return datasets.Dataset.from_list(rows)
+
+
+def build_peft_model(model, cfg: TrainConfig):
+    """Wrap the base model with a fresh LoRA adapter (base weights frozen)."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules,
+        use_rslora=cfg.rslora,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def build_trainer(model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path, precision: str):
+    """A ForgetlessTrainer with left-padding collation, label-only logits and periodic checkpoints."""
+    from transformers import TrainingArguments
+
+    from forgetless.data.collate import LeftPadCollator
+    from forgetless.train.trainer import ForgetlessTrainer
+
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.scheduler,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        seed=cfg.seed,
+        bf16=precision == "bf16",
+        use_cpu=model.device.type == "cpu",
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+        report_to=[],
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    return ForgetlessTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=LeftPadCollator(tokenizer.pad_token_id),
+    )
