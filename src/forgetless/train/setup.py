@@ -68,7 +68,7 @@ def build_trainer(model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path
         seed=cfg.seed,
         bf16=precision == "bf16",
         use_cpu=model.device.type == "cpu",
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="random",  # seeded per epoch: --resume replays the exact batches
         remove_unused_columns=False,
         report_to=[],
         dataloader_num_workers=0,

@@ -59,7 +59,8 @@ class ForgetlessTrainer(Trainer):
         loss = loss_sum / count
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
-        self._remember("lm_loss", loss_sum / (targets != IGNORE_INDEX).sum().clamp(min=1))
+        if self.aux_losses:  # log the LM part separately only when something is added to it
+            self._remember("lm_loss", loss_sum / (targets != IGNORE_INDEX).sum().clamp(min=1))
         for aux in self.aux_losses:
             for name, value in aux(model, {**inputs, **extras}).items():
                 self._remember(name, value)

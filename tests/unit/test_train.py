@@ -1,0 +1,126 @@
+"""Training on the tiny random Llama: label-only logits are exact, round trips are identical, resume works."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from forgetless.data.chat import IGNORE_INDEX, encode_messages
+from forgetless.data.collate import LeftPadCollator
+from forgetless.train.config import TrainConfig
+from forgetless.train.run import train
+from tests.conftest import QA_ROWS, build_tiny_llama
+
+
+def _features(tokenizer, rows):
+    out = []
+    for row in rows:
+        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
+        ids, labels = encode_messages(tokenizer, messages)
+        out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def _reference_loss(model, features, pad_id):
+    """Plain recipe: right padding, full logits, mean CE over shifted labels."""
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.tensor([f["input_ids"] + [pad_id] * (width - len(f["input_ids"])) for f in features])
+    labels = torch.tensor([f["labels"] + [IGNORE_INDEX] * (width - len(f["labels"])) for f in features])
+    mask = (torch.arange(width)[None] < torch.tensor([len(f["input_ids"]) for f in features])[:, None]).long()
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+
+
+def test_label_window_loss_equals_full_logits_loss(tokenizer, tmp_path):
+    from transformers import TrainingArguments
+
+    from forgetless.train.trainer import ForgetlessTrainer
+
+    model = build_tiny_llama(tokenizer).eval()
+    features = _features(tokenizer, QA_ROWS)
+    batch = LeftPadCollator(tokenizer.pad_token_id)(features)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = ForgetlessTrainer(model=model, args=args)
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, dict(batch))
+        reference = _reference_loss(model, features, tokenizer.pad_token_id)
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-4)
+
+
+def test_collator_truly_cuts_logits(tokenizer):
+    """The label window is much shorter than the sequence for QA data (the point of the optimisation)."""
+    from forgetless.data.collate import label_window
+
+    batch = LeftPadCollator(tokenizer.pad_token_id)(_features(tokenizer, QA_ROWS))
+    assert label_window(batch["labels"]) < batch["input_ids"].shape[1] / 3
+
+
+def _cfg(tiny_model_dir, data, output, **kw):
+    base = dict(data=str(data), output=str(output), model=str(tiny_model_dir), max_steps=4, lr=1e-2, batch_size=2)
+    return TrainConfig(**{**base, "save_steps": 100, "logging_steps": 1, "dropout": 0.0, **kw})
+
+
+def test_train_writes_peft_adapter_and_manifest(tiny_model_dir, qa_file, tmp_path):
+    out = tmp_path / "adapter"
+    result = train(_cfg(tiny_model_dir, qa_file, out))
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "forgetless.json"} <= names
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
+    manifest = json.loads((out / "forgetless.json").read_text())
+    assert manifest["base_model"] == str(tiny_model_dir.resolve())
+    assert len(manifest["data_sha256"]) == 64 and manifest["forgetless_version"]
+    assert manifest["config"]["rank"] == 16
+    losses = [e["loss"] for e in result.log_history if "loss" in e]
+    assert losses[-1] < losses[0]
+    assert not (tmp_path / ".adapter.partial").exists()
+
+
+def test_reload_gives_identical_logits(tiny_model_dir, qa_file, tmp_path, tokenizer):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from forgetless.adapters.loading import load_with_adapter
+
+    out = tmp_path / "adapter"
+    train(_cfg(tiny_model_dir, qa_file, out))
+    ids = torch.tensor([tokenizer("What is the capital of Veldoria?")["input_ids"]])
+    ours, _, _ = load_with_adapter(None, out)  # base taken from forgetless.json
+    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(out)).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        a, b, c = ours(input_ids=ids).logits, plain(input_ids=ids).logits, base(input_ids=ids).logits
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)  # the adapter changed something
+
+
+def test_resume_continues_from_last_checkpoint(tiny_model_dir, qa_file, tmp_path, monkeypatch):
+    from forgetless.train.trainer import ForgetlessTrainer
+
+    out = tmp_path / "adapter"
+    uninterrupted = tmp_path / "reference"
+    train(_cfg(tiny_model_dir, qa_file, uninterrupted, max_steps=6, save_steps=3))
+    original = ForgetlessTrainer.training_step
+
+    def crash_after_checkpoint(self, *args, **kwargs):
+        if self.state.global_step == 4:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ForgetlessTrainer, "training_step", crash_after_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_model_dir, qa_file, out, max_steps=6, save_steps=3))
+    assert not out.exists()
+    assert (tmp_path / ".adapter.partial" / "checkpoints" / "checkpoint-3").is_dir()
+    monkeypatch.setattr(ForgetlessTrainer, "training_step", original)
+    result = train(_cfg(tiny_model_dir, qa_file, out, max_steps=6, save_steps=3, resume=True))
+    steps = [e["step"] for e in result.log_history if "loss" in e]
+    assert steps[-1] == 6 and 4 in steps
+    from safetensors.torch import load_file
+
+    resumed = load_file(out / "adapter_model.safetensors")
+    reference = load_file(uninterrupted / "adapter_model.safetensors")
+    for key, value in reference.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-4, atol=1e-6)
