@@ -94,8 +94,9 @@ def load_model(spec: str | None = None, device: str | None = None, dtype: str = 
 
     model_id, path = resolve_model(spec)
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # keep stderr for our own progress and one-line errors
     try:
         tokenizer = load_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
@@ -107,6 +108,8 @@ def load_model(spec: str | None = None, device: str | None = None, dtype: str = 
         ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     model.to(device or pick_device())
     model.eval()
     return model, tokenizer, ModelInfo(model_id, path, fingerprint(model))

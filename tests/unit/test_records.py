@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,7 @@ from forgetless.errors import DataError
 from tests.conftest import QA_ROWS, write_jsonl
 
 EXPECTED_MESSAGES = [
-    [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
-    for row in QA_ROWS
+    [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}] for row in QA_ROWS
 ]
 
 
@@ -211,3 +211,30 @@ def test_missing_file_without_suffix_is_not_sent_to_the_hub(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match="not found"):
         load_records("nofile")
+
+
+# ------------------------------------------------------------ regressions of bugs found in review
+
+
+@pytest.mark.parametrize("name", ["latin1.jsonl", "latin1.json", "latin1.csv"])
+def test_non_utf8_file_is_a_data_error(tmp_path, name):
+    content = {
+        ".jsonl": b'{"prompt": "caf\xe9", "response": "oui"}\n',
+        ".json": b'[{"prompt": "caf\xe9", "response": "oui"}]\n',
+        ".csv": b"prompt,response\ncaf\xe9,oui\n",
+    }[Path(name).suffix]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=re.escape(name)):
+        load_records(tmp_path / name)
+
+
+def test_corrupt_parquet_is_a_data_error(tmp_path):
+    (tmp_path / "broken.parquet").write_text("not parquet")
+    with pytest.raises(DataError, match=r"broken\.parquet"):
+        load_records(tmp_path / "broken.parquet")
+
+
+def test_csv_with_utf8_bom_loads(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfprompt,response\nq,a\n")
+    assert [r.messages[-1]["content"] for r in load_records(path)] == ["a"]

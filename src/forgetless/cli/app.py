@@ -16,6 +16,11 @@ import sys
 import click
 import typer
 
+try:  # typer >= 0.20 ships its own copy of click: catch both families
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _typer_click = click.exceptions
+
 from forgetless import __version__
 from forgetless.errors import ForgetlessError
 
@@ -69,14 +74,19 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         fail(str(exc))
-    except click.UsageError as exc:
+    except (click.UsageError, _typer_click.UsageError) as exc:
         if debug:
             raise
-        hint = f" (see `forgetless {exc.ctx.info_name} --help`)" if exc.ctx else ""
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            click.echo(exc.ctx.get_help())
+            sys.exit(2)
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         fail(exc.format_message() + hint)
-    except click.ClickException as exc:
+    except (click.ClickException, _typer_click.ClickException) as exc:
+        if debug:
+            raise
         fail(exc.format_message())
-    except (click.Abort, KeyboardInterrupt):
+    except (click.Abort, typer.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -35,7 +35,7 @@ def train(
     from forgetless.yamlconfig import load_yaml_options
 
     flags = {k: v for k, v in locals().items() if k in TrainConfig.field_names() and v is not None}
-    options = load_yaml_options(config, TrainConfig.field_names()) if config else {}
+    options = load_yaml_options(config, TrainConfig) if config else {}
     cfg = TrainConfig(**{**options, **flags})
     try:
         result = run_training(cfg)

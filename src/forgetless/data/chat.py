@@ -40,7 +40,8 @@ def encode_messages(
     """Token ids and labels for a conversation; labels are IGNORE_INDEX outside assistant turns.
 
     `loss_on="all"` labels every token (the knowledge-packing paper's whole-sequence loss).
-    Too-long examples lose tokens from the start of the prompt, never from the answer.
+    Too-long examples lose tokens from the start of the prompt first; only when the answer alone is
+    longer than `max_length` is its end cut (and then it has no EOS).
     """
     eos = tokenizer.eos_token_id
     ids: list[int] = []
@@ -61,7 +62,11 @@ def encode_messages(
     elif loss_on != "response":
         raise ValueError(f"loss_on must be 'response' or 'all', not {loss_on!r}")
     if len(ids) > max_length:
-        ids, labels = ids[-max_length:], labels[-max_length:]
+        prompt_len = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX) if loss_on == "response" else 0
+        if len(ids) - max_length < prompt_len:
+            ids, labels = ids[-max_length:], labels[-max_length:]
+        else:
+            ids, labels = ids[:max_length], labels[:max_length]
     return ids, labels
 
 

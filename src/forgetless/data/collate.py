@@ -46,4 +46,5 @@ def label_window(labels) -> int:
     has_label = (labels != IGNORE_INDEX).any(dim=0).nonzero()
     if has_label.numel() == 0:
         return 1
-    return labels.shape[1] - int(has_label[0]) + 1
+    first = max(int(has_label[0]), 1)  # position 0 has no predecessor: its label can never be predicted
+    return labels.shape[1] - first + 1

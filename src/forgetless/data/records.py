@@ -58,7 +58,10 @@ def load_records(source: str | Path, split: str = "train") -> list[Record]:
     if path.is_file():
         if path.stat().st_size == 0:
             raise DataError(f"{path}: data file is empty; it needs at least one record ({_FORMAT_HINT})")
-        rows = list(_read_rows(path))
+        try:
+            rows = list(_read_rows(path))
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     elif path.suffix.lower() in FILE_SUFFIXES or path.exists() or "/" not in str(source):
         raise DataError(f"{source}: data file not found; check the path (a hub dataset is written `org/name`)")
     else:
@@ -87,14 +90,18 @@ def _read_rows(path: Path) -> Iterator[tuple[str, Any]]:
     elif suffix == ".json":
         yield from _read_json(path)
     elif suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: tolerate Excel's BOM
             reader = csv.DictReader(handle)
             for row in reader:
                 yield where(path, reader.line_num), {k: v for k, v in row.items() if v not in (None, "")}
     elif suffix == ".parquet":
         import pandas as pd
 
-        for index, row in enumerate(pd.read_parquet(path).to_dict("records"), start=1):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}); is the file complete?") from None
+        for index, row in enumerate(frame.to_dict("records"), start=1):
             yield f"{path}:row {index}", _plain(row)
     else:
         raise DataError(f"{path}: unknown data format {suffix!r}; use one of {', '.join(FILE_SUFFIXES)}")

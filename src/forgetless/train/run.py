@@ -63,10 +63,10 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def _train_into(cfg: TrainConfig, records: list[Record], stage: Path, resuming: bool) -> dict[str, Any]:
+    from transformers import set_seed
+
     from forgetless.models import load_model, pick_device, resolve_precision
     from forgetless.train.setup import build_dataset, build_peft_model, build_trainer
-
-    from transformers import set_seed
 
     set_seed(cfg.seed)  # before the adapter is initialised, so runs are reproducible
     device = pick_device()

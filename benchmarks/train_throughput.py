@@ -1,0 +1,116 @@
+"""Training throughput: forgetless LoRA vs a plain PEFT + Trainer recipe, side by side in one run.
+
+    .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--batch-size 8] [--records 96]
+
+Same model (embedded SmolLM2-135M-Instruct), same real QA data (countryinfo capital/currency/region
+questions answered in a sentence), same LoRA (r=16 on all linear layers), same batch size and steps.
+- forgetless: left padding + logits only at label positions + response-only loss + bf16 autocast
+  (where the CPU supports bf16; fp32 otherwise), via `forgetless.train.setup`.
+- plain: right padding, labels = input ids (full-sequence loss), full logits, fp32 (a stock recipe).
+- forgetless-fp32: ours without bf16, to show what the label-only logits alone buy.
+Tokens/s counts real (non-padding) tokens of the timed steps (the first step is warm-up, not timed).
+Runs alternate (A, B, C, A, B, C) so machine noise hits all alike; the best round of each is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+from forgetless.data.records import Record
+from forgetless.knowledge.countries import country_facts
+from forgetless.models import load_model, resolve_precision
+from forgetless.train.config import TrainConfig
+from forgetless.train.setup import build_dataset, build_peft_model, build_trainer
+
+
+class StepTimer(TrainerCallback):
+    """Wall time from the end of the first step to the end of the last."""
+
+    def __init__(self):
+        self.start = self.end = 0.0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        if state.global_step == 1:
+            self.start = now
+        self.end = now
+
+
+def qa_records(n: int) -> list[Record]:
+    facts = [f for f in country_facts() if f.relation in ("capital", "currency", "region")][:n]
+    return [
+        Record(
+            [
+                {"role": "user", "content": f.question},
+                {"role": "assistant", "content": f"The {f.relation} of {f.subject} is {f.object}."},
+            ]
+        )
+        for f in facts
+    ]
+
+
+def run(kind: str, records, args) -> float:
+    model, tokenizer, _ = load_model(None, device="cpu")
+    cfg = TrainConfig(data="-", output="-", max_steps=args.steps, batch_size=args.batch_size, lr=1e-4)
+    cfg.save_steps, cfg.logging_steps = 10_000, 10_000
+    dataset = build_dataset(tokenizer, records, cfg)
+    peft_model = build_peft_model(model, cfg)
+    timer = StepTimer()
+    if kind == "plain":
+        trainer = _plain_trainer(peft_model, tokenizer, dataset, args)
+    else:
+        precision = resolve_precision("auto", "cpu") if kind == "forgetless" else "fp32"
+        trainer = build_trainer(peft_model, tokenizer, dataset, cfg, args.tmp, precision)
+        trainer.args.save_strategy = "no"
+    trainer.add_callback(timer)
+    trainer.train()
+    per_step = sum(dataset["length"]) / len(dataset) * args.batch_size
+    return per_step * (args.steps - 1) / (timer.end - timer.start)
+
+
+def _plain_trainer(model, tokenizer, dataset, args) -> Trainer:
+    plain = dataset.map(lambda row: {"labels": row["input_ids"]}).remove_columns(["length", "sample_type"])
+    tokenizer.padding_side = "right"
+    training_args = TrainingArguments(
+        output_dir=args.tmp,
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=1e-4,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10_000,
+        disable_tqdm=True,
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
+    return Trainer(model=model, args=training_args, train_dataset=plain, data_collator=collator)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--records", type=int, default=96)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tmp", default="/tmp/forgetless-bench")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    records = qa_records(args.records)
+    best: dict[str, float] = {}
+    for round_index in range(args.rounds):
+        for kind in ("forgetless", "plain", "forgetless-fp32"):
+            tps = run(kind, records, args)
+            best[kind] = max(best.get(kind, 0.0), tps)
+            print(f"round {round_index + 1} {kind:16s} {tps:7.1f} tok/s", flush=True)
+    print(f"\nprecision on this machine: {resolve_precision('auto', 'cpu')}, threads {torch.get_num_threads()}")
+    print("| recipe | tokens/s | vs plain |\n|---|---|---|")
+    for kind, tps in best.items():
+        print(f"| {kind} | {tps:.0f} | {tps / best['plain']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
