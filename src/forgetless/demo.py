@@ -30,7 +30,9 @@ class ProbeRow:
     after: str = ""
 
     def correct(self, answer: str) -> bool:
-        return any(alias.lower() in answer.lower() for alias in self.expect.split("|"))
+        from forgetless.knowledge.answers import is_correct
+
+        return is_correct(answer, self.expect.split("|"), mode="substring")
 
 
 def resource_path(name: str) -> Path:

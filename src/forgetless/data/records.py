@@ -62,6 +62,8 @@ def load_records(source: str | Path, split: str = "train") -> list[Record]:
             rows = list(_read_rows(path))
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    elif path.is_dir():
+        raise DataError(f"{source}: is a directory; pass a data file (.jsonl, .json, .csv or .parquet)")
     elif path.suffix.lower() in FILE_SUFFIXES or path.exists() or "/" not in str(source):
         raise DataError(f"{source}: data file not found; check the path (a hub dataset is written `org/name`)")
     else:

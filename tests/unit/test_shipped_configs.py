@@ -1,0 +1,25 @@
+"""Every shipped YAML config parses into its options and opens with the exact command that runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from forgetless.train.config import TrainConfig
+from forgetless.yamlconfig import load_yaml_options
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_there_are_shipped_configs():
+    assert CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_parses_and_opens_with_its_run_command(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# forgetless ") and f"--config configs/{path.name}" in first
+    cfg = TrainConfig(**load_yaml_options(path, TrainConfig)).validate()
+    assert (ROOT / cfg.data).is_file()
