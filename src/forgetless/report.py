@@ -34,7 +34,7 @@ def plot_loss_curve(log_history: list[dict], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for key in ("loss", "lm_loss", "lbc_loss"):
         points = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
-        if points and not (key == "lm_loss" and len(points) and "lbc_loss" not in str(log_history)):
+        if points:  # lm_loss/lbc_loss are logged only when an auxiliary loss is in play
             ax.plot(*zip(*points, strict=True), marker=".", label=key)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
