@@ -13,12 +13,18 @@ def train(
     data: str = typer.Option(None, "--data", help="Records: .jsonl/.json/.csv/.parquet file or hub dataset."),
     output: str = typer.Option(None, "--output", "-o", help="Adapter output directory."),
     model: str = typer.Option(None, "--model", help="HF model id or local dir (default: embedded SmolLM2)."),
-    method: str = typer.Option(None, "--method", help="Adapter method: lora."),
+    method: str = typer.Option(None, "--method", help="Adapter method: lora (default) or loramoe."),
     epochs: float = typer.Option(None, "--epochs", help="Training epochs (default 3)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Stop after N optimizer steps (overrides epochs)."),
     lr: float = typer.Option(None, "--lr", help="Learning rate (default 2e-4)."),
-    rank: int = typer.Option(None, "--rank", help="LoRA rank (default 16)."),
-    alpha: float = typer.Option(None, "--alpha", help="LoRA alpha (default 2 x rank)."),
+    rank: int = typer.Option(None, "--rank", help="LoRA rank (default 16; loramoe 4 per expert)."),
+    alpha: float = typer.Option(None, "--alpha", help="LoRA alpha (default 2 x rank; loramoe 32)."),
+    experts: int = typer.Option(None, "--experts", help="loramoe: experts per layer (default 6)."),
+    world_experts: int = typer.Option(None, "--world-experts", help="loramoe: size of the world group (N // 2)."),
+    task_experts: int = typer.Option(None, "--task-experts", help="loramoe: size of the task group (the rest)."),
+    lbc_beta: float = typer.Option(None, "--lbc-beta", help="loramoe: balancing-constraint weight (0.1; 0 = off)."),
+    lbc_delta: float = typer.Option(None, "--lbc-delta", help="loramoe: balancing-constraint delta (0.1)."),
+    target_modules: str = typer.Option(None, "--targets", help="Comma-separated module names to adapt."),
     batch_size: int = typer.Option(None, "--batch-size", help="Per-device batch size (default 8)."),
     max_length: int = typer.Option(None, "--max-length", help="Max tokens per example (default 512)."),
     loss_on: str = typer.Option(None, "--loss-on", help="response (default) or all tokens."),
@@ -28,13 +34,15 @@ def train(
     overwrite: bool = typer.Option(None, "--overwrite", help="Replace a non-empty output directory."),
     config: Path = typer.Option(None, "--config", help="YAML file with any of these options."),
 ) -> None:
-    """Train a LoRA adapter on instruction records (loss on response tokens only)."""
+    """Train a LoRA or LoRAMoE adapter on instruction records (loss on response tokens only)."""
     from forgetless.train.config import TrainConfig
     from forgetless.train.run import describe_partial
     from forgetless.train.run import train as run_training
     from forgetless.yamlconfig import load_yaml_options
 
     flags = {k: v for k, v in locals().items() if k in TrainConfig.field_names() and v is not None}
+    if target_modules is not None:
+        flags["target_modules"] = [t.strip() for t in target_modules.split(",") if t.strip()]
     options = load_yaml_options(config, TrainConfig) if config else {}
     cfg = TrainConfig(**{**options, **flags})
     try:

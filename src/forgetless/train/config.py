@@ -13,7 +13,8 @@ from typing import Any
 
 from forgetless.errors import ConfigError
 
-METHODS = ("lora",)
+METHODS = ("lora", "loramoe")
+DEFAULT_RANK = {"lora": 16, "loramoe": 4}  # LoRAMoE: the paper's r=4, alpha=32, 6 experts
 
 
 @dataclass
@@ -27,10 +28,15 @@ class TrainConfig:
     epochs: float = 3.0
     max_steps: int = -1  # > 0 overrides epochs
     lr: float = 2e-4
-    rank: int = 16
-    alpha: float | None = None  # None: 2 * rank
+    rank: int | None = None  # None: 16 for lora, 4 for loramoe
+    alpha: float | None = None  # None: 2 * rank for lora, 32 for loramoe
     dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
+    target_modules: list[str] | str | None = None  # None: all linear layers (lora), FFN (loramoe)
+    experts: int = 6  # loramoe: experts per adapted layer
+    world_experts: int | None = None  # loramoe: size of the `world` group (first experts); None: experts // 2
+    task_experts: int | None = None  # loramoe: size of the `task` group; must sum with world to experts
+    lbc_beta: float = 0.1  # loramoe: weight of the localized balancing constraint (0 turns it off)
+    lbc_delta: float = 0.1  # loramoe: importance bonus/penalty of the constraint
     rslora: bool = False
     batch_size: int = 8
     grad_accum: int = 1
@@ -53,7 +59,11 @@ class TrainConfig:
         _require(bool(self.data), "data", "is required: pass --data FILE (or a hub dataset name)")
         _require(bool(self.output), "output", "is required: pass --output DIR")
         _require(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
-        _require(self.rank >= 1, "rank", f"must be a positive integer, got {self.rank}")
+        _require(self.resolved_rank >= 1, "rank", f"must be a positive integer, got {self.rank}")
+        _require(self.experts >= 1, "experts", f"must be a positive integer, got {self.experts}")
+        _require(self.lbc_beta >= 0, "lbc-beta", f"must be >= 0, got {self.lbc_beta}")
+        _require(0 <= self.lbc_delta < 1, "lbc-delta", f"must be in [0, 1), got {self.lbc_delta}")
+        self._validate_groups()
         _require(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         _require(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
         _require(self.max_steps == -1 or self.max_steps > 0, "max-steps", "must be a positive integer")
@@ -67,9 +77,24 @@ class TrainConfig:
         _require(Path(self.output).resolve() != Path.cwd(), "output", "must not be the current directory")
         return self
 
+    def _validate_groups(self) -> None:
+        world, task, n = self.world_experts, self.task_experts, self.experts
+        for name, size in (("world-experts", world), ("task-experts", task)):
+            _require(size is None or 0 <= size <= n, name, f"must be in [0, --experts {n}], got {size}")
+        if world is not None and task is not None:
+            _require(world + task == n, "world-experts", f"{world} + --task-experts {task} must sum to --experts {n}")
+        if world is None and task is not None:
+            self.world_experts = n - task
+
+    @property
+    def resolved_rank(self) -> int:
+        return self.rank if self.rank is not None else DEFAULT_RANK.get(self.method, 16)
+
     @property
     def lora_alpha(self) -> float:
-        return self.alpha if self.alpha is not None else 2.0 * self.rank
+        if self.alpha is not None:
+            return self.alpha
+        return 32.0 if self.method == "loramoe" else 2.0 * self.resolved_rank
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

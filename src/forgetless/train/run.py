@@ -27,6 +27,7 @@ from forgetless.fileio import (
     write_jsonl_atomic,
 )
 from forgetless.train.config import TrainConfig
+from forgetless.train.methods import build_method
 
 
 @dataclass
@@ -48,10 +49,12 @@ def train(cfg: TrainConfig) -> TrainResult:
     if not resuming:
         check_output_dir(output, cfg.overwrite)
     records = load_records(cfg.data)  # all data errors surface before any model is loaded
+    method = build_method(cfg)
+    method.check_types(records)
     if not resuming:
         shutil.rmtree(stage, ignore_errors=True)
     try:
-        result = _train_into(cfg, records, stage, resuming)
+        result = _train_into(cfg, method, records, stage, resuming)
     except BaseException:
         if _last_checkpoint(checkpoints) is None:
             shutil.rmtree(stage, ignore_errors=True)
@@ -62,24 +65,24 @@ def train(cfg: TrainConfig) -> TrainResult:
     return TrainResult(output, result["metrics"], result["log_history"])
 
 
-def _train_into(cfg: TrainConfig, records: list[Record], stage: Path, resuming: bool) -> dict[str, Any]:
+def _train_into(cfg: TrainConfig, method, records: list[Record], stage: Path, resuming: bool) -> dict[str, Any]:
     from transformers import set_seed
 
     from forgetless.models import load_model, pick_device, resolve_precision
-    from forgetless.train.setup import build_dataset, build_peft_model, build_trainer
+    from forgetless.train.setup import build_dataset, build_trainer
 
     set_seed(cfg.seed)  # before the adapter is initialised, so runs are reproducible
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
     model, tokenizer, info = load_model(cfg.model, device=device)
     dataset = build_dataset(tokenizer, records, cfg)
-    peft_model = build_peft_model(model, cfg)
-    trainer = build_trainer(peft_model, tokenizer, dataset, cfg, stage / "checkpoints", precision)
+    adapted = method.wrap(model)
+    trainer = build_trainer(adapted, tokenizer, dataset, cfg, stage / "checkpoints", precision, method)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=_last_checkpoint(stage / "checkpoints") if resuming else None)
     seconds = time.perf_counter() - start
     adapter_dir = stage / "adapter"
-    peft_model.save_pretrained(adapter_dir, safe_serialization=True)
+    method.save(adapted, adapter_dir, info)
     metrics = {**output.metrics, "train_seconds": round(seconds, 2), "records": len(dataset)}
     write_json_atomic(adapter_dir / "forgetless.json", _run_manifest(cfg, info, records, precision, metrics))
     write_jsonl_atomic(adapter_dir / "train_log.jsonl", trainer.state.log_history)
@@ -99,7 +102,7 @@ def _run_manifest(cfg: TrainConfig, info, records: list[Record], precision: str,
         "base_fingerprint": info.fingerprint,
         "data": str(cfg.data),
         "data_sha256": data_hash(records),
-        "config": {**cfg.to_dict(), "alpha": cfg.lora_alpha},
+        "config": {**cfg.to_dict(), "rank": cfg.resolved_rank, "alpha": cfg.lora_alpha},
         "precision": precision,
         "metrics": metrics,
         "versions": {

@@ -31,20 +31,12 @@ def build_dataset(tokenizer, records: list[Record], cfg: TrainConfig):
 
 def build_peft_model(model, cfg: TrainConfig):
     """Wrap the base model with a fresh LoRA adapter (base weights frozen)."""
-    from peft import LoraConfig, get_peft_model
+    from forgetless.train.methods import LoraMethod
 
-    lora = LoraConfig(
-        r=cfg.rank,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=cfg.target_modules,
-        use_rslora=cfg.rslora,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora)
+    return LoraMethod(cfg).wrap(model)
 
 
-def build_trainer(model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path, precision: str):
+def build_trainer(model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path, precision: str, method=None):
     """A ForgetlessTrainer with left-padding collation, label-only logits and periodic checkpoints."""
     from transformers import TrainingArguments
 
@@ -79,4 +71,5 @@ def build_trainer(model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path
         args=args,
         train_dataset=dataset,
         data_collator=LeftPadCollator(tokenizer.pad_token_id),
+        method=method,
     )

@@ -5,15 +5,17 @@ the batch and the forward asks for `logits_to_keep=K`. The loss is a token-level
 `num_items_in_batch`, exactly like transformers' own causal-LM loss, so gradient accumulation and
 multi-device averaging behave as in a stock Trainer and `accelerate launch` works unchanged.
 
-Methods with auxiliary losses (LoRAMoE's balancing constraint) plug in through `aux_losses`: a list of
-callables `(model, inputs) -> dict[name, scalar]`, added to the loss and logged separately.
+A `method` (see `forgetless.train.methods`) plugs in what differs between adapters: a context around
+the forward (LoRAMoE passes sample types to its routers), auxiliary losses `{name: (value, weight)}`
+added as `weight * value` and logged unweighted next to `lm_loss`, and, for methods whose model is not
+a PEFT model, adapter-only checkpoint save/load (so a checkpoint never re-saves the frozen base).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +23,6 @@ from transformers import Trainer
 
 from forgetless.data.chat import IGNORE_INDEX
 from forgetless.data.collate import label_window
-
-AuxLoss = Callable[[Any, dict[str, Any]], dict[str, torch.Tensor]]
 
 
 def accepts_logits_to_keep(model) -> bool:
@@ -34,9 +34,9 @@ def accepts_logits_to_keep(model) -> bool:
 class ForgetlessTrainer(Trainer):
     """Trainer with label-only logits, a summed-token loss, and pluggable auxiliary losses."""
 
-    def __init__(self, *args, aux_losses: list[AuxLoss] | None = None, **kwargs):
+    def __init__(self, *args, method=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.aux_losses = aux_losses or []
+        self.method = method
         self.model_accepts_loss_kwargs = True  # our loss is normalized by num_items_in_batch
         self._slice_logits = accepts_logits_to_keep(self.model)
         self._logged: dict[str, list[float]] = {}
@@ -46,7 +46,10 @@ class ForgetlessTrainer(Trainer):
         extras = {k: inputs.pop(k) for k in ("sample_type",) if k in inputs}
         keep = label_window(labels)
         kwargs = {"logits_to_keep": keep} if self._slice_logits else {}
-        outputs = model(**inputs, use_cache=False, **kwargs)
+        hooked = {**inputs, **extras}
+        with self.method.loss_context(model, hooked) if self.method else nullcontext():
+            outputs = model(**inputs, use_cache=False, **kwargs)
+            aux = self.method.aux_losses(model, hooked) if self.method else {}
         logits = outputs.logits[:, -keep:]  # [B, K, V]: positions T-K .. T-1
         targets = labels[:, labels.shape[1] - keep + 1 :]  # tokens T-K+1 .. T-1
         loss_sum = F.cross_entropy(
@@ -59,13 +62,23 @@ class ForgetlessTrainer(Trainer):
         loss = loss_sum / count
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
-        if self.aux_losses:  # log the LM part separately only when something is added to it
+        if aux:  # log the LM part separately only when something is added to it
             self._remember("lm_loss", loss_sum / (targets != IGNORE_INDEX).sum().clamp(min=1))
-        for aux in self.aux_losses:
-            for name, value in aux(model, {**inputs, **extras}).items():
-                self._remember(name, value)
-                loss = loss + value
+        for name, (value, weight) in aux.items():
+            self._remember(name, value)
+            loss = loss + weight * value
         return (loss, outputs) if return_outputs else loss
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        if self.method is None or not self.method.owns_checkpoints:
+            return super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            self.method.save(self.model, Path(output_dir or self.args.output_dir), None)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if self.method is None or not self.method.owns_checkpoints:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self.method.load_checkpoint(model or self.model, Path(resume_from_checkpoint))
 
     def _remember(self, name: str, value: torch.Tensor) -> None:
         if self.model.training:
