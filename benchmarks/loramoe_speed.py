@@ -1,6 +1,8 @@
 """LoRAMoE training speed: PEFT LoRA vs our stacked LoRAMoE vs a per-expert loop, side by side in one run.
 
-    .venv/bin/python benchmarks/loramoe_speed.py [--steps 6] [--rounds 2] [--rank 4] [--experts 6]
+    .venv/bin/python benchmarks/loramoe_speed.py [--steps 3] [--rounds 2] [--rank 4] [--experts 6] [--threads 1]
+
+(--threads 1 keeps a shared, busy machine from oversubscribing torch's thread pool.)
 
 Model arms (embedded SmolLM2-135M-Instruct, fp32 weights, bf16 autocast where
 `resolve_precision("auto", "cpu")` says bf16, else fp32), each a full fwd+bwd+AdamW step on the same
@@ -144,7 +146,7 @@ def run_arm(args) -> dict:
         optimizer.zero_grad(set_to_none=True)
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return {
         "arm": args.arm,
         "step_s": statistics.median(times),
@@ -159,7 +161,7 @@ def run_arm(args) -> dict:
 def spawn_arm(arm: str, args) -> dict:
     cmd = [sys.executable, __file__, "--arm", arm, "--warmup", str(args.warmup), "--steps", str(args.steps)]
     cmd += ["--rank", str(args.rank), "--experts", str(args.experts)]
-    cmd += ["--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
+    cmd += ["--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -207,16 +209,19 @@ def micro_round(layers: dict[str, nn.Module], x: torch.Tensor, iters: int, bf16:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6, help="timed training steps per arm and round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per arm and round")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed training steps first")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--experts", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     parser.add_argument("--micro-iters", type=int, default=60, help="timed steps per layer and round")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # internal: run one arm, print JSON
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.arm:
         print(json.dumps(run_arm(args)), flush=True)
         return
@@ -258,9 +263,8 @@ def main() -> None:
         print(
             f"| {arm} | {best[arm]:.3f} | {best[arm] / best['lora']:.2f}x | {trainable:,} | {peak:.0f} | {before:.0f} |"
         )
-    print(
-        f"\nLoRAMoE/LoRA {best['loramoe'] / best['lora']:.2f}x, loop/LoRAMoE {best['loop'] / best['loramoe']:.2f}x (best rounds)"
-    )
+    ratios = f"LoRAMoE/LoRA {best['loramoe'] / best['lora']:.2f}x, loop/LoRAMoE {best['loop'] / best['loramoe']:.2f}x"
+    print(f"\n{ratios} (best rounds)")
     for i in range(args.rounds):
         lo, st, lp = (results[a][i]["step_s"] for a in ARMS)
         print(f"round {i + 1}: LoRAMoE/LoRA {st / lo:.2f}x, loop/LoRAMoE {lp / st:.2f}x")

@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 from forgetless.adapters.loramoe import LoRAMoEConfig, inject_loramoe, loramoe_layers, save_loramoe
 from forgetless.adapters.loramoe.analysis import (
     RouterUsage,
-    plot_router_heatmap,
     router_usage,
-    write_router_report,
 )
+from forgetless.adapters.loramoe.analysis_report import plot_router_heatmap, write_router_report
 from forgetless.cli import experts_cmd
 from forgetless.data.chat import encode_messages
 from forgetless.data.records import Record

@@ -26,7 +26,8 @@ def experts(
 ) -> None:
     """Analyse a LoRAMoE adapter's routers: mean expert weights per sample type, table + heatmap."""
     from forgetless.adapters.loading import load_with_adapter, read_adapter_meta
-    from forgetless.adapters.loramoe.analysis import TOKEN_MODES, router_usage, write_router_report
+    from forgetless.adapters.loramoe.analysis import TOKEN_MODES, router_usage
+    from forgetless.adapters.loramoe.analysis_report import write_router_report
     from forgetless.adapters.loramoe.config import METHOD, LoRAMoEConfig
     from forgetless.console import out_console, progress
     from forgetless.data.records import load_records

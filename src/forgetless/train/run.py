@@ -83,7 +83,9 @@ def _train_into(cfg: TrainConfig, method, records: list[Record], stage: Path, re
     seconds = time.perf_counter() - start
     adapter_dir = stage / "adapter"
     method.save(adapted, adapter_dir, info)
+    trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
     metrics = {**output.metrics, "train_seconds": round(seconds, 2), "records": len(dataset)}
+    metrics["trainable_params"] = trainable
     write_json_atomic(adapter_dir / "forgetless.json", _run_manifest(cfg, info, records, precision, metrics))
     write_jsonl_atomic(adapter_dir / "train_log.jsonl", trainer.state.log_history)
     return {"metrics": metrics, "log_history": trainer.state.log_history}
