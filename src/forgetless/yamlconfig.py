@@ -20,8 +20,11 @@ import yaml
 from forgetless.errors import ConfigError
 
 
-def load_yaml_options(path: str | Path, schema: type) -> dict[str, Any]:
-    """Read a YAML mapping whose keys are fields of the dataclass `schema` (dashes count as underscores)."""
+def load_yaml_options(path: str | Path, schema: type, list_ok: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Read a YAML mapping whose keys are fields of the dataclass `schema` (dashes count as underscores).
+
+    Keys in `list_ok` may also hold a list of values of their type (a sweep grid).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; check the --config path")
@@ -45,7 +48,10 @@ def load_yaml_options(path: str | Path, schema: type) -> dict[str, Any]:
         name, loc = str(key).replace("-", "_"), f"{path}:{lines.get(str(key), '?')}:{key}"
         if name not in allowed:
             raise ConfigError(f"{loc}: unknown option; known options: {', '.join(sorted(allowed))}")
-        options[name] = coerce(value, hints[name], loc)
+        if name in list_ok and isinstance(value, list):
+            options[name] = [coerce(item, hints[name], loc) for item in value]
+        else:
+            options[name] = coerce(value, hints[name], loc)
     return options
 
 

@@ -1,13 +1,16 @@
-"""SliCK probing: categories, exemplars, batching, sampling only where needed, cache/resume, CLI end to end.
+"""SliCK probing: categories, exemplars, batching, sampling only where needed, cache/resume, bad input, CLI.
 
     .venv/bin/python -m pytest tests/unit/test_slick.py -q
 
-Most tests inject a scripted `generate_fn` (no model); the last ones run the tiny random Llama.
+Most tests inject a scripted `generate_fn` (no model); the last ones run the tiny random Llama, in-process
+and through `python -m forgetless.cli.app probe` (exit code 2, one-line error, no cache on bad input).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -23,6 +26,7 @@ from forgetless.knowledge.slick import (
     FactProbe,
     ProbeSettings,
     categorize,
+    check_facts,
     exemplar_sets,
     probe_facts,
     summarize,
@@ -63,11 +67,11 @@ class StubGen:
 
 @pytest.fixture(scope="module")
 def facts():
-    return fictional_facts(12, seed=0)
+    return fictional_facts(14, seed=0)  # 7 relations x 2 facts: --shots 1 at most
 
 
 def _run(facts, gen, **kwargs):
-    settings = kwargs.pop("settings", ProbeSettings(n_exemplar_sets=3, shots=2, samples=2))
+    settings = kwargs.pop("settings", ProbeSettings(n_exemplar_sets=3, shots=1, samples=2))
     return probe_facts(None, None, facts, settings, generate_fn=gen, **kwargs)
 
 
@@ -130,8 +134,8 @@ def test_exemplars_same_relation_never_the_probed_fact():
 
 def test_exemplar_sets_small_pool_and_seeded(facts):
     capital = [f for f in facts if f.relation == "capital"]
-    sets = exemplar_sets(capital[0], facts, ProbeSettings(n_exemplar_sets=3, shots=4))
-    assert sets == [[capital[1]]] * 3  # only one other fact of that relation
+    sets = exemplar_sets(capital[0], facts, ProbeSettings(n_exemplar_sets=3, shots=1))
+    assert sets == [[capital[1]]] * 3  # the only other fact of that relation
     many = fictional_facts(60, seed=2)
     a = exemplar_sets(many[0], many, ProbeSettings(n_exemplar_sets=4, shots=2, seed=0))
     assert a == exemplar_sets(many[0], list(reversed(many)), ProbeSettings(n_exemplar_sets=4, shots=2, seed=0))
@@ -140,10 +144,10 @@ def test_exemplar_sets_small_pool_and_seeded(facts):
 
 def test_prompts_are_batched(facts):
     gen = StubGen(facts)
-    _run(facts, gen, settings=ProbeSettings(n_exemplar_sets=3, shots=2, samples=0), batch_size=32)
+    _run(facts, gen, settings=ProbeSettings(n_exemplar_sets=3, shots=1, samples=0), batch_size=32)
     greedy = gen.kind(sampled=False)
-    assert len(greedy) <= 2 and all(len(c["convs"]) <= 32 for c in greedy)
-    assert sum(len(c["convs"]) for c in greedy) == 36 and not gen.kind(sampled=True)
+    assert len(greedy) == 2 and all(len(c["convs"]) <= 32 for c in greedy)
+    assert sum(len(c["convs"]) for c in greedy) == 14 * 3 and not gen.kind(sampled=True)
 
 
 def test_samples_only_for_facts_never_right_greedily(facts):
@@ -153,7 +157,7 @@ def test_samples_only_for_facts_never_right_greedily(facts):
     sampled = gen.kind(sampled=True)
     assert len(sampled) == 1 and sampled[0]["n"] == 4
     asked = {gen.by_question[c[-1]["content"].removeprefix("Question: ")].id for c in sampled[0]["convs"]}
-    assert len(sampled[0]["convs"]) == 6 * 3 and not asked & right
+    assert len(sampled[0]["convs"]) == (14 - 6) * 3 and not asked & right
 
 
 def test_zero_samples_gives_no_weakly_known(facts):
@@ -183,9 +187,9 @@ def test_interrupted_run_resumes(facts, tmp_path):
     progress: list[int] = []
     gen = StubGen(facts)
     probes = _run(facts, gen, settings=settings, batch_size=12, cache_dir=tmp_path, on_progress=progress.append)
-    assert len(gen.calls) == 2 and sum(len(c["convs"]) for c in gen.calls) == 8 * 3
-    assert [p.fact_id for p in probes] == [f.id for f in facts] and progress == [4, 4, 4]
-    assert len(cache_file.read_text().splitlines()) == 12
+    assert len(gen.calls) == 3 and sum(len(c["convs"]) for c in gen.calls) == 10 * 3
+    assert [p.fact_id for p in probes] == [f.id for f in facts] and progress == [4, 4, 4, 2]
+    assert len(cache_file.read_text().splitlines()) == 14
 
 
 def test_changed_fact_or_settings_is_probed_again(facts, tmp_path):
@@ -196,7 +200,7 @@ def test_changed_fact_or_settings_is_probed_again(facts, tmp_path):
     assert cache_key("m", settings.to_dict()) != cache_key("m2", settings.to_dict())
     gen = StubGen(facts)
     _run(facts, gen, settings=other, cache_dir=tmp_path, model_key="m")
-    assert sum(len(c["convs"]) for c in gen.calls) == 24
+    assert sum(len(c["convs"]) for c in gen.calls) == 14 * 2
     edited = [*facts[:-1], type(facts[-1])(**{**facts[-1].__dict__, "aliases": ["Other"]})]
     gen = StubGen(edited)
     _run(edited, gen, settings=settings, cache_dir=tmp_path, model_key="m")
@@ -232,9 +236,9 @@ def test_summary_and_outputs(facts, tmp_path):
     probes = _run(facts, gen)
     summary = write_probe_outputs(probes, tmp_path, meta={"model": "m"})
     assert summary == summarize(probes)
-    assert summary["categories"] == {"HighlyKnown": 2, "MaybeKnown": 0, "WeaklyKnown": 0, "Unknown": 10}
+    assert summary["categories"] == {"HighlyKnown": 2, "MaybeKnown": 0, "WeaklyKnown": 0, "Unknown": 12}
     assert summary["by_relation"]["capital"]["HighlyKnown"] == 2
-    rows = [json.loads(line) for line in (tmp_path / "probes.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "facts.jsonl").read_text().splitlines()]
     assert FactProbe.from_dict(rows[0]) == probes[0]
     assert json.loads((tmp_path / "summary.json").read_text())["model"] == "m"
     assert "| capital | 2 | 0 | 0 | 0 | 2 |" in (tmp_path / "summary.md").read_text()
@@ -262,24 +266,100 @@ def tiny_model(tiny_model_dir):
 
 def test_real_generation_on_tiny_model(tiny_model, facts, tmp_path):
     model, tokenizer, info = tiny_model
-    settings = ProbeSettings(n_exemplar_sets=2, shots=2, samples=2, max_new_tokens=4)
+    settings = ProbeSettings(n_exemplar_sets=2, shots=1, samples=2, max_new_tokens=4)
     probes = probe_facts(model, tokenizer, facts, settings, cache_dir=tmp_path / "cache", model_key=info.model_id)
-    assert len(probes) == 12 and all(len(p.greedy_answers) == 2 for p in probes)
+    assert len(probes) == 14 and all(len(p.greedy_answers) == 2 for p in probes)
     write_probe_outputs(probes, tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} >= {"probes.jsonl", "summary.md", "summary.json", "cache"}
+    assert {p.name for p in tmp_path.iterdir()} >= {"facts.jsonl", "summary.md", "summary.json", "cache"}
 
 
 def test_cli_end_to_end_and_resume(tiny_model_dir, facts, tmp_path):
     app = typer.Typer()
     app.command()(probe)
-    facts_file = save_facts(tmp_path / "facts.jsonl", facts[:6])
+    chosen = [*facts[:3], *facts[7:10]]  # 3 relations x 2 facts
+    facts_file = save_facts(tmp_path / "in.jsonl", chosen)
     out = tmp_path / "out"
     args = ["--facts", str(facts_file), "--output", str(out), "--model", str(tiny_model_dir)]
-    args += ["--exemplar-sets", "2", "--shots", "2", "--samples", "2", "--max-new-tokens", "4"]
+    args += ["--exemplar-sets", "2", "--shots", "1", "--samples", "0", "--max-new-tokens", "4"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "SliCK categories" in result.stdout and (out / "summary.md").is_file()
-    assert len((out / "probes.jsonl").read_text().splitlines()) == 6
+    rows = [json.loads(line) for line in (out / "facts.jsonl").read_text().splitlines()]
+    assert [row["fact_id"] for row in rows] == [f.id for f in chosen]
+    assert all(row["category"] in ("HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown") for row in rows)
     assert CliRunner().invoke(app, args).exit_code == 0  # same options: resumes from the cache
     result = CliRunner().invoke(app, [*args, "--seed", "3"])
     assert isinstance(result.exception, OutputError)
+
+
+def test_too_few_facts_for_shots_is_refused_before_any_generation(facts, tmp_path):
+    gen = StubGen(facts)
+    with pytest.raises(ConfigError) as info:
+        _run(facts, gen, settings=ProbeSettings(n_exemplar_sets=2, shots=3, samples=0), cache_dir=tmp_path / "c")
+    message = str(info.value)
+    assert "'capital' has only 2 facts (and 6 more relations)" in message and "--shots 3" in message
+    assert "pass --shots 1 or add facts (at least 4 per relation)" in message and "\n" not in message
+    assert gen.calls == [] and not (tmp_path / "c").exists()
+    lopsided = [f for f in fictional_facts(21, seed=0) if f.relation in ("capital", "founder")][:5]  # 3 + 2
+    with pytest.raises(ConfigError, match=r"'founder' has only 2 facts, too few for --shots 2.*pass --shots 1"):
+        check_facts(lopsided, ProbeSettings(shots=2))
+    check_facts(lopsided, ProbeSettings(shots=1))
+
+
+def test_unknown_relation_without_question_is_refused(facts, tmp_path):
+    odd = type(facts[0])(subject="Quox", relation="mascot", object="a heron")
+    gen = StubGen(facts)
+    with pytest.raises(DataError, match=r"\(Quox\): relation 'mascot' has no question template"):
+        _run([*facts, odd], gen, settings=ProbeSettings(n_exemplar_sets=2, shots=0, samples=0), cache_dir=tmp_path)
+    assert gen.calls == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def foreign_adapter(tiny_model_dir, tmp_path_factory):
+    """A 2-step LoRA adapter trained on `tiny_model_dir` (so it does not fit `other_tiny_model_dir`)."""
+    from forgetless.train.config import TrainConfig
+    from forgetless.train.run import train
+
+    root = tmp_path_factory.mktemp("probe-adapter")
+    data = root / "qa.jsonl"
+    data.write_text(json.dumps({"prompt": "What is the capital of Veldoria?", "response": "Marrowick."}) + "\n")
+    output = root / "adapter"
+    train(TrainConfig(data=str(data), output=str(output), model=str(tiny_model_dir), max_steps=2, save_steps=100))
+    return output
+
+
+BAD_FACT_FILES = {
+    "no-subject": [{"relation": "capital", "object": "Marrowick"}],
+    "no-object": [{"subject": "Veldoria", "relation": "capital", "object": ""}],
+    "unknown-relation": [{"subject": "Quox", "relation": "mascot", "object": "a heron"}],
+    "too-few-for-shots": [{"subject": name, "relation": "capital", "object": "X" + name} for name in ("Ab", "Cd")],
+    "foreign-adapter": [{"subject": name, "relation": "capital", "object": "X" + name} for name in ("Ab", "Cd")],
+}
+EXPECTED_ERROR = {
+    "no-subject": "facts.jsonl:1:subject: missing required field",
+    "no-object": "facts.jsonl:1:object: is empty",
+    "unknown-relation": "relation 'mascot' has no question template",
+    "too-few-for-shots": "relation 'capital' has only 2 facts, too few for --shots 4",
+    "foreign-adapter": "adapter was made for a different base model",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FACT_FILES))
+def test_cli_bad_input_exit_2_one_line_no_cache(case, tiny_model_dir, other_tiny_model_dir, tmp_path, request):
+    facts_file = tmp_path / "facts.jsonl"
+    facts_file.write_text("".join(json.dumps(row) + "\n" for row in BAD_FACT_FILES[case]))
+    out = tmp_path / "out"
+    args = ["--facts", str(facts_file), "--output", str(out), "--samples", "0", "--max-new-tokens", "2"]
+    if case == "foreign-adapter":
+        args += ["--shots", "1", "--adapter", str(request.getfixturevalue("foreign_adapter"))]
+        args += ["--model", str(other_tiny_model_dir)]
+    else:
+        args += ["--model", str(tiny_model_dir)]
+    cmd = [sys.executable, "-m", "forgetless.cli.app", "probe", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and EXPECTED_ERROR[case] in lines[0], lines
+    assert "Traceback" not in result.stderr and not out.exists()
+    if case == "too-few-for-shots":
+        assert "pass --shots 1 or add facts" in lines[0]

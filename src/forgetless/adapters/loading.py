@@ -9,6 +9,7 @@ An adapter trained on another base fails with a clear ModelError instead of prod
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,25 @@ def _attach(base, adapter: str | Path, config: dict[str, Any]):
         raise ModelError(f"{adapter}: adapter does not fit this base model ({first}); use its own base") from None
     model.eval()
     return model
+
+
+@contextmanager
+def adapter_disabled(model):
+    """Run the base model alone inside the block: PEFT's `disable_adapter`, or LoRAMoE layers switched off.
+
+    This is how audits measure "before": the same loaded weights, the adapter contributing nothing.
+    """
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            yield model
+        return
+    from forgetless.adapters.loramoe import loramoe_layers
+
+    layers = [layer for _, layer in loramoe_layers(model)]
+    for layer in layers:
+        layer.disabled = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.disabled = False

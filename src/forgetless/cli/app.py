@@ -44,13 +44,15 @@ def _root(
 
 
 def _register() -> None:
-    from forgetless.cli import data_cmd, demo_cmd, experts_cmd, generate_cmd, probe_cmd, train_cmd
+    from forgetless.cli import data_cmd, demo_cmd, experts_cmd, generate_cmd, knowledge_cmd, probe_cmd, train_cmd
 
     app.command("train")(train_cmd.train)
     app.command("generate")(generate_cmd.generate)
     app.command("demo")(demo_cmd.demo)
     app.command("experts")(experts_cmd.experts)
     app.command("probe")(probe_cmd.probe)
+    app.command("inject")(knowledge_cmd.inject)
+    app.command("audit")(knowledge_cmd.audit)
     app.add_typer(data_cmd.facts_app, name="facts")
     app.add_typer(data_cmd.tasks_app, name="tasks")
 

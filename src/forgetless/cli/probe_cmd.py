@@ -3,10 +3,16 @@
     forgetless probe --facts facts.jsonl --output runs/probe-base
     forgetless probe --facts facts.jsonl --output runs/probe-lora --adapter runs/lora --samples 0
 
-Writes `probes.jsonl` (one row per fact), `summary.json`, `summary.md` and `cache/<key>.jsonl` into
---output. Results are appended to the cache after every batch, so a killed run can be resumed by
-running the SAME command again: a non-empty --output is accepted only when it holds a cache for the
-same model, adapter and settings (the key hashes them); anything else is refused, pick a new --output.
+Writes `facts.jsonl` (one row per fact, with its `category`), `summary.json`, `summary.md` and
+`cache/<key>.jsonl` into --output. Results are appended to the cache after every batch, so a killed run
+can be resumed by running the SAME command again: a non-empty --output is accepted only when it holds a
+cache for the same model, adapter and settings (the key hashes them); anything else is refused, pick a
+new --output.
+
+Bad input is refused with a one-line error (exit 2) before the model is loaded or any cache row is
+written: a fact without subject or object, a relation with no question and no template, a relation with
+fewer than --shots + 1 facts (the message suggests the largest --shots that works), an adapter made
+for another base model.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ def probe(
     from forgetless.console import progress
     from forgetless.knowledge.facts import load_facts
     from forgetless.knowledge.probe_cache import cache_key, model_key
-    from forgetless.knowledge.slick import ProbeSettings, probe_facts, write_probe_outputs
+    from forgetless.knowledge.slick import ProbeSettings, check_facts, probe_facts, write_probe_outputs
 
     settings = ProbeSettings(
         n_exemplar_sets=exemplar_sets,
@@ -49,6 +55,7 @@ def probe(
         seed=seed,
     ).validate()
     fact_list = load_facts(facts)
+    check_facts(fact_list, settings)  # before the (slow) model load
     check_probe_output(output, key=None)  # cheap check before loading the model
     loaded, tokenizer, info = load_with_adapter(model, str(adapter) if adapter else None)
     key_model = model_key(info.model_id, adapter, info.fingerprint)

@@ -98,12 +98,17 @@ class MMLUResult:
     predictions: list[MMLUPrediction] = field(default_factory=list)
 
     @property
+    def stderr(self) -> float:
+        """Standard error of the accuracy, sqrt(p(1-p)/n): judge a delta against it."""
+        return (self.accuracy * (1 - self.accuracy) / self.n) ** 0.5 if self.n else 0.0
+
+    @property
     def macro_accuracy(self) -> float:
         """The mean of the per-subject accuracies (each subject weighs the same)."""
         return sum(self.per_subject.values()) / len(self.per_subject) if self.per_subject else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"accuracy": self.accuracy, "macro_accuracy": self.macro_accuracy, "n": self.n}
+        out = {"accuracy": self.accuracy, "stderr": self.stderr, "macro_accuracy": self.macro_accuracy, "n": self.n}
         return {**out, "per_subject": dict(self.per_subject), "predictions": [asdict(p) for p in self.predictions]}
 
 

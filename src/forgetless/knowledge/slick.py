@@ -2,7 +2,8 @@
 
 Each fact is asked under `n_exemplar_sets` few-shot prompts (system "Answer the following question.",
 then `shots` exemplar turns "Question: q" / "Answer: a" drawn, seeded, from OTHER facts of the SAME
-relation, then "Question: q"). Answers go through `extract_answer` and `is_correct` (substring or exact):
+relation, then "Question: q"), so every relation needs at least `shots + 1` facts. Answers go through
+`extract_answer` and `is_correct` (substring or exact):
 
     HighlyKnown  greedy answer correct under every prompt
     MaybeKnown   greedy answer correct under some prompts
@@ -14,14 +15,16 @@ Unknown, so `samples` answers per prompt are drawn ONLY for facts whose greedy a
 (their `sample_correct` is the fraction of correct samples; it is None for the others). `samples=0`
 means greedy only (no WeaklyKnown, as in the paper's code).
 
-All prompts go through `generate_texts` in batches: facts are grouped so one greedy call holds about
-`batch_size` prompts; the group's sampling call (if any) follows; then the group's rows are appended
-to the cache (see probe_cache.py), so a killed run resumes where it stopped.
+Facts that cannot be probed as asked (a duplicate id, a relation with no question and no template, a
+relation with too few facts for `shots`) are refused by `check_facts` with a one-line user error BEFORE
+anything is generated or cached. All prompts go through `generate_texts` in batches: facts are grouped
+so one greedy call holds about `batch_size` prompts; the group's sampling call (if any) follows; then
+the group's rows are appended to the cache (see probe_cache.py), so a killed run resumes where it stopped.
 
     from forgetless.knowledge.slick import ProbeSettings, probe_facts, summarize, write_probe_outputs
     probes = probe_facts(model, tokenizer, facts, ProbeSettings(samples=16), cache_dir="out/cache",
                          model_key=model_key(info.model_id, adapter, info.fingerprint))
-    write_probe_outputs(probes, "out")          # probes.jsonl, summary.json, summary.md (atomic)
+    write_probe_outputs(probes, "out")          # facts.jsonl, summary.json, summary.md (atomic)
 
 From the shell: `forgetless probe --facts facts.jsonl --output out/ [--adapter runs/x]`.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +49,7 @@ CATEGORIES = ("HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown")
 SYSTEM_PROMPT = "Answer the following question."
 PROMPT_FORMAT = "slick-v1"  # bump when the prompt layout changes: it is part of the cache key
 MAX_KEPT_SAMPLES = 8  # distinct sampled answers kept per fact in the outputs
+FACTS_FILE = "facts.jsonl"  # the per-fact output (one FactProbe per line, with its `category`)
 
 GenerateFn = Callable[..., list[list[str]]]
 ProgressFn = Callable[[int], None]
@@ -84,7 +89,7 @@ class ProbeSettings:
 
 @dataclass
 class FactProbe:
-    """The probe result of one fact (one line of probes.jsonl and of the cache)."""
+    """The probe result of one fact (one line of facts.jsonl and of the cache)."""
 
     fact_id: str
     subject: str
@@ -124,7 +129,8 @@ def categorize(greedy_correct: Sequence[bool], sample_correct: Sequence[bool] = 
 def exemplar_sets(fact: Fact, pool: Sequence[Fact], settings: ProbeSettings) -> list[list[Fact]]:
     """`n_exemplar_sets` seeded draws of `shots` facts from `pool` minus the fact itself (same relation only).
 
-    Draws depend only on (seed, fact id, set index) and the pool, not on the order of the facts.
+    Draws depend only on (seed, fact id, set index) and the pool, not on the order of the facts. A pool
+    with fewer than `shots` other facts gives shorter draws; `check_facts` refuses that before a probe.
     """
     others = sorted((f for f in pool if f.relation == fact.relation and f.id != fact.id), key=lambda f: f.id)
     count = min(settings.shots, len(others))
@@ -163,13 +169,14 @@ def probe_facts(
 
     `generate_fn(model, tokenizer, conversations, sampling, batch_size)` defaults to `generate_texts`.
     With `cache_dir`, completed facts are read from and appended to the cache for (model_key, settings).
-    `on_progress(n)` is called with the number of facts finished (cached ones first).
+    `on_progress(n)` is called with the number of facts finished (cached ones first). Bad input
+    (see `check_facts`) raises before any generation or cache write.
     """
     settings = (settings or ProbeSettings()).validate()
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    _check_unique(facts)
     templates = templates if templates is not None else RelationTemplates()
+    check_facts(facts, settings, templates)
     generate_fn = generate_fn or _default_generate
     cache = _open_cache(cache_dir, model_key, settings)
     cached = cache.load() if cache else {}
@@ -274,12 +281,33 @@ def _report(on_progress: ProgressFn | None, count: int) -> None:
         on_progress(count)
 
 
-def _check_unique(facts: Sequence[Fact]) -> None:
+def check_facts(facts: Sequence[Fact], settings: ProbeSettings, templates: RelationTemplates | None = None) -> None:
+    """Refuse facts that cannot be probed as `settings` ask, with one clear user error; generates nothing.
+
+    DataError: a fact id occurs twice, or a fact's relation has no template and the fact no question.
+    ConfigError: a relation has fewer than `shots` OTHER facts to draw exemplars from.
+    """
+    templates = templates if templates is not None else RelationTemplates()
     seen: set[str] = set()
     for fact in facts:
         if fact.id in seen:
             raise DataError(f"fact id {fact.id!r} occurs twice ({fact.subject}); give each fact a unique id")
         seen.add(fact.id)
+        try:
+            question_for(fact, templates)
+        except DataError as exc:
+            raise DataError(f"fact {fact.id} ({fact.subject}): {exc}") from None
+    counts = Counter(fact.relation for fact in facts)
+    short = sorted((count, relation) for relation, count in counts.items() if count - 1 < settings.shots)
+    if short:
+        count, relation = short[0]
+        others = f" (and {len(short) - 1} more relation{'s' if len(short) > 2 else ''})" if len(short) > 1 else ""
+        best = min(counts.values()) - 1
+        raise ConfigError(
+            f"relation {relation!r} has only {count} fact{'s' if count != 1 else ''}{others}, too few for "
+            f"--shots {settings.shots}: each prompt needs {settings.shots} other facts of the same relation; "
+            f"pass --shots {best} or add facts (at least {settings.shots + 1} per relation)"
+        )
 
 
 def _open_cache(cache_dir: str | os.PathLike | None, model_key: str, settings: ProbeSettings) -> ProbeCache | None:
@@ -338,10 +366,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 def write_probe_outputs(
     probes: Sequence[FactProbe], output_dir: str | os.PathLike, meta: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write probes.jsonl, summary.json (with `meta`, e.g. model and settings) and summary.md; atomic."""
+    """Write facts.jsonl, summary.json (with `meta`, e.g. model and settings) and summary.md; atomic."""
     output = Path(output_dir)
     summary = summarize(probes)
-    write_jsonl_atomic(output / "probes.jsonl", (probe.to_dict() for probe in probes))
+    write_jsonl_atomic(output / FACTS_FILE, (probe.to_dict() for probe in probes))
     write_json_atomic(output / "summary.json", {**(meta or {}), **summary})
     write_text_atomic(output / "summary.md", summary_markdown(summary))
     return summary

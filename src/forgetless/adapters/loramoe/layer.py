@@ -71,6 +71,7 @@ class LoRAMoELinear(nn.Module):
         self.router = nn.Linear(self.in_features, num_experts, bias=False, device=device, dtype=dtype)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.recording = False
+        self.disabled = False  # True: behave exactly as the base layer (audits measure "before" this way)
         self.recorded_gates: list[torch.Tensor] = []
         self.reset_adapter_parameters()
 
@@ -94,6 +95,8 @@ class LoRAMoELinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base(x)
+        if self.disabled:
+            return result
         g = self.gates(x)
         if self.recording:
             self.recorded_gates.append(g)

@@ -1,0 +1,60 @@
+"""Markdown report with PNG plots for an audit or an injection run (`report.md` in the output dir)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from forgetless.fileio import write_text_atomic
+from forgetless.knowledge.shifts import CATEGORIES, plot_transition_heatmap
+
+
+def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """(measure, value) pairs: the short summary printed by the CLI and shown in the report."""
+    rows = []
+    if "reliability" in result:
+        rows.append(("reliability on trained facts (mean P_correct)", f"{result['reliability']:.3f}"))
+        rows.append(("trained facts always correct", f"{result['reliability_all_correct']:.3f}"))
+    if "mmlu_before" in result:
+        rows.append(("MMLU before", f"{result['mmlu_before']:.3f} ± {result['mmlu_before_stderr']:.3f}"))
+        rows.append(("MMLU after", f"{result['mmlu_after']:.3f} ± {result['mmlu_after_stderr']:.3f}"))
+        rows.append(("MMLU delta (paired s.e.)", f"{result['mmlu_delta']:+.3f} ± {result['mmlu_delta_stderr']:.3f}"))
+    if "general_loss_before" in result:
+        rows.append(
+            ("loss on general text", f"{result['general_loss_before']:.3f} → {result['general_loss_after']:.3f}")
+        )
+    shifts = result["shifts"]
+    rows.append(("knowledge shifts (positive / negative / unchanged)", _shift_text(shifts)))
+    rows.append(("refusals", f"{result['refusal_before']:.1%} → {result['refusal_after']:.1%}"))
+    before, after = result["answers_before"], result["answers_after"]
+    rows.append(("unique answers", f"{before['unique']} → {after['unique']}"))
+    rows.append(("answer entropy (bits)", f"{before['entropy_bits']:.2f} → {after['entropy_bits']:.2f}"))
+    rows.append(("exploded answers", ", ".join(_exploded(result)) or "none"))
+    return rows
+
+
+def _shift_text(shifts: dict[str, int]) -> str:
+    return f"{shifts.get('positive', 0)} / {shifts.get('negative', 0)} / {shifts.get('unchanged', 0)}"
+
+
+def _exploded(result: dict[str, Any]) -> list[str]:
+    return [f"{e['answer']!r} ({e['before']}→{e['after']})" for e in result.get("exploded_answers", [])[:8]]
+
+
+def write_audit_report(result: dict[str, Any], output: Path, title: str) -> Path:
+    """report.md + transitions.png in `output`."""
+    plot_transition_heatmap(result["transitions"], output / "transitions.png", title="SliCK category: before → after")
+    lines = [f"# {title}", "", "| measure | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in summary_rows(result)]
+    lines += ["", "## Category transitions (rows: before, columns: after)", "", "![transitions](transitions.png)", ""]
+    lines += ["| before \\ after | " + " | ".join(CATEGORIES) + " |", "|---|" + "---|" * len(CATEGORIES)]
+    for name, row in zip(CATEGORIES, result["transitions"], strict=True):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    lines += ["", "## Most frequent answers after", "", "| answer | count |", "|---|---|"]
+    lines += [f"| {t['answer']} | {t['count']} |" for t in result["answers_after"]["top"]]
+    lines += [
+        "",
+        f"Facts probed: {result['facts']}. Results in `results.json`; per-fact categories in",
+        "`facts_before.jsonl` and `facts_after.jsonl`.",
+    ]
+    return write_text_atomic(output / "report.md", "\n".join(lines) + "\n")

@@ -1,0 +1,126 @@
+"""Run an injection or an audit end to end and publish its directory atomically.
+
+    from forgetless.knowledge.runs import run_injection, run_audit
+    run_injection(InjectConfig(facts="facts.jsonl", unknown=20, output="runs/inj"))
+    run_audit(adapter="runs/inj/adapter", facts="facts.jsonl", output="runs/audit")
+
+Both build their output in a hidden `.NAME.partial` sibling and rename it when complete. Probe results
+are cached in `.forgetless-probe-cache/` next to the output, keyed by model + adapter + settings, so a
+grid of runs probes the base once and a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+from pathlib import Path
+from typing import Any
+
+from forgetless.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
+from forgetless.knowledge.audit import AuditSettings, compare, measure
+from forgetless.knowledge.facts import load_facts
+from forgetless.knowledge.inject import InjectConfig, choose_unknown, reliability, train_config, training_records
+from forgetless.knowledge.slick import ProbeSettings
+
+
+def probe_cache_dir(output: Path) -> Path:
+    return output.parent / ".forgetless-probe-cache"
+
+
+def _settings(cfg: InjectConfig) -> AuditSettings:
+    probe = ProbeSettings(n_exemplar_sets=cfg.exemplar_sets, shots=cfg.shots, samples=cfg.samples, seed=cfg.seed)
+    return AuditSettings(probe=probe, mmlu_n=cfg.mmlu, mmlu_shots=cfg.mmlu_shots, general_n=cfg.general)
+
+
+def _key(info, adapter: Path | None = None) -> str:
+    from forgetless.knowledge.probe_cache import model_key
+
+    return model_key(info.model_id, adapter, info.fingerprint)
+
+
+def run_injection(cfg: InjectConfig) -> dict[str, Any]:
+    """Probe, choose, train, re-measure, and write `results.json` + `report.md` into cfg.output."""
+    from forgetless.adapters.loading import load_with_adapter
+    from forgetless.models import load_model
+    from forgetless.train.run import train
+
+    cfg.validate()
+    output = check_output_dir(cfg.output, cfg.overwrite)
+    facts = load_facts(cfg.facts)
+    settings, cache = _settings(cfg), probe_cache_dir(output)
+    stage = staging_dir(output)
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        model, tokenizer, info = load_model(cfg.model)
+        before = measure(model, tokenizer, facts, settings, cache, _key(info))
+        del model
+        gc.collect()
+        categories = {p.fact_id: p.category for p in before.probes}
+        chosen = choose_unknown(categories, facts, cfg.unknown, cfg.seed)
+        rows = training_records(chosen, facts, categories, cfg.mixture, cfg.k, cfg.seed)
+        data = write_jsonl_atomic(stage / "train.jsonl", rows)
+        trained = train(train_config(cfg, data, stage / "adapter"))
+        adapted, tokenizer, _ = load_with_adapter(info.model_id, stage / "adapter")
+        after = measure(adapted, tokenizer, facts, settings, cache, _key(info, stage / "adapter"))
+        result = {**compare(before, after), **reliability(after.probes, {f.id for f in chosen})}
+        result.update(config=_config(cfg), train_records=len(rows), train_loss=trained.metrics.get("train_loss"))
+        result["trained_fact_ids"] = [f.id for f in chosen]
+        _write(stage, result, before, after, f"Injecting {cfg.unknown} unknown facts ({cfg.mixture}, k={cfg.k})")
+        publish_dir(stage, output)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return result
+
+
+def run_audit(
+    adapter: str | Path, facts: str | Path, output: str | Path, model: str | None = None, settings=None, overwrite=False
+) -> dict[str, Any]:
+    """Compare base (adapter disabled) and base + adapter on facts, MMLU and general text."""
+    from forgetless.adapters.loading import adapter_disabled, load_with_adapter
+
+    output = check_output_dir(output, overwrite)
+    fact_list = load_facts(facts)
+    settings = settings or AuditSettings()
+    loaded, tokenizer, info = load_with_adapter(model, str(adapter))
+    cache = probe_cache_dir(output)
+    with adapter_disabled(loaded):
+        before = measure(loaded, tokenizer, fact_list, settings, cache, _key(info))
+    after = measure(loaded, tokenizer, fact_list, settings, cache, _key(info, Path(adapter)))
+    result = {**compare(before, after), "adapter": str(adapter), "base_model": info.model_id}
+    stage = staging_dir(output)
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        _write(stage, result, before, after, f"Audit of {adapter}")
+        publish_dir(stage, output)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return result
+
+
+def _write(stage: Path, result: dict, before, after, title: str) -> None:
+    from forgetless.knowledge.audit_report import write_audit_report
+
+    write_json_atomic(stage / "results.json", result)
+    write_jsonl_atomic(stage / "facts_before.jsonl", [_probe_row(p) for p in before.probes])
+    write_jsonl_atomic(stage / "facts_after.jsonl", [_probe_row(p) for p in after.probes])
+    write_audit_report(result, stage, title)
+
+
+def _probe_row(probe) -> dict[str, Any]:
+    return {
+        "fact_id": probe.fact_id,
+        "subject": probe.subject,
+        "relation": probe.relation,
+        "object": probe.object,
+        "category": probe.category,
+        "p_correct": probe.p_correct,
+        "greedy_answers": probe.greedy_answers,
+    }
+
+
+def _config(cfg: InjectConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(cfg)

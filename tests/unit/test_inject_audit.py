@@ -1,0 +1,119 @@
+"""Knowledge injection and audits on the tiny random Llama (every fictional fact is Unknown to it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from forgetless.errors import ConfigError
+from forgetless.knowledge import fictional_facts, write_fictional_facts
+from forgetless.knowledge.inject import InjectConfig, choose_unknown, training_records
+from forgetless.knowledge.runs import run_audit, run_injection
+
+FAST = dict(epochs=3, exemplar_sets=2, shots=2, mmlu=4, mmlu_shots=1, general=2)
+
+
+@pytest.fixture(scope="module")
+def facts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("facts") / "facts.jsonl"
+    write_fictional_facts(path, 24, seed=0)
+    return path
+
+
+def test_unknown_facts_are_sampled_with_the_seed_not_taken_first():
+    facts = fictional_facts(40, seed=0)
+    categories = {f.id: "Unknown" for f in facts}
+    first = choose_unknown(categories, facts, 5, seed=0)
+    assert first == choose_unknown(categories, facts, 5, seed=0)
+    assert first != facts[:5] and first != choose_unknown(categories, facts, 5, seed=1)
+    with pytest.raises(ConfigError, match="only 40 facts are Unknown"):
+        choose_unknown(categories, facts, 41, seed=0)
+
+
+def test_mixtures_use_the_papers_format():
+    facts = fictional_facts(12, seed=0)
+    categories = {f.id: ("HighlyKnown" if i >= 6 else "Unknown") for i, f in enumerate(facts)}
+    chosen = facts[:3]
+    plain = training_records(chosen, facts, categories, "none", 0, seed=0)
+    assert len(plain) == 3
+    assert all(r["system"] == "Answer the following question." and r["prompt"].startswith("Question: ") for r in plain)
+    assert {r["response"] for r in plain} == {f"Answer: {f.object}" for f in chosen}
+    known = training_records(chosen, facts, categories, "known", 2, seed=0)
+    assert len(known) == 9 and {r["response"] for r in known} > {f"Answer: {f.object}" for f in facts[6:7]} - set()
+    paraphrased = training_records(chosen, facts, categories, "paraphrase", 1, seed=0)
+    assert len(paraphrased) == 6 and len({r["prompt"] for r in paraphrased}) == 6
+    with pytest.raises(ConfigError, match="no HighlyKnown"):
+        training_records(chosen, facts, {f.id: "Unknown" for f in facts}, "known", 1, seed=0)
+
+
+def test_injection_writes_the_contracted_results(tiny_model_dir, facts_file, tmp_path):
+    out = tmp_path / "inj"
+    cfg = InjectConfig(facts=str(facts_file), output=str(out), model=str(tiny_model_dir), unknown=4, **FAST)
+    result = run_injection(cfg)
+    saved = json.loads((out / "results.json").read_text())
+    for key in ("reliability", "mmlu_before", "mmlu_after", "transitions"):
+        assert key in saved
+    assert saved["trained_facts"] == 4 and len(saved["trained_fact_ids"]) == 4
+    assert sum(map(sum, saved["transitions"])) == 24 == result["facts"]
+    assert (out / "report.md").is_file() and (out / "transitions.png").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / ".inj.partial").exists()
+
+
+def test_audit_before_is_the_base_model_exactly(tiny_model_dir, facts_file, tmp_path):
+    from forgetless.eval.mmlu import sample_mmlu
+    from forgetless.eval.textloss import general_texts, mean_token_loss
+    from forgetless.knowledge.audit import AuditSettings
+    from forgetless.knowledge.slick import ProbeSettings
+    from forgetless.models import load_model
+    from forgetless.train.config import TrainConfig
+    from forgetless.train.run import train
+    from tests.conftest import QA_ROWS, write_jsonl
+
+    adapter = tmp_path / "adapter"
+    data = write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
+    train(TrainConfig(data=str(data), output=str(adapter), model=str(tiny_model_dir), max_steps=6, lr=5e-2))
+    settings = AuditSettings(probe=ProbeSettings(n_exemplar_sets=2, shots=2, samples=0), mmlu_n=0, general_n=4)
+    result = run_audit(adapter, facts_file, tmp_path / "audit", settings=settings)
+    base, tokenizer, _ = load_model(str(tiny_model_dir))
+    texts = general_texts([i for i in sample_mmlu(8, seed=1)][:4])
+    assert result["general_loss_before"] == pytest.approx(mean_token_loss(base, tokenizer, texts), rel=1e-5)
+    assert result["general_loss_after"] != pytest.approx(result["general_loss_before"], rel=1e-5)
+    assert (tmp_path / "audit" / "report.md").is_file()
+
+
+def test_cli_inject_sweep_from_yaml(tiny_model_dir, facts_file, tmp_path):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        f"# forgetless inject --config {config}\nfacts: {facts_file}\noutput: {tmp_path / 'sweep'}\n"
+        f"model: {tiny_model_dir}\nunknown: [2, 3]\nmixture: none\nepochs: 1\n"
+        "exemplar_sets: 2\nshots: 2\nmmlu: 0\ngeneral: 0\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "forgetless.cli.app", "inject", "--config", str(config)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    assert [r["unknown"] for r in rows] == [2, 3]
+    assert (tmp_path / "sweep" / "n2_none_k0_s0" / "results.json").is_file()
+    assert (tmp_path / "sweep" / "report.md").is_file() and (tmp_path / "sweep" / "sweep.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [(["--unknown", "0"], "--unknown"), (["--mixture", "odd"], "--mixture"), (["--unknown", "99"], "fewer than")],
+)
+def test_cli_inject_bad_input_exits_2(tiny_model_dir, facts_file, tmp_path, flags, needle):
+    out = tmp_path / "inj"
+    args = ["inject", "--facts", str(facts_file), "--output", str(out), "--model", str(tiny_model_dir), "--mmlu", "0"]
+    run = subprocess.run(
+        [sys.executable, "-m", "forgetless.cli.app", *args, "--exemplar-sets", "1", "--shots", "1", *flags],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and not out.exists()
