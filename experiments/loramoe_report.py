@@ -12,12 +12,13 @@ ARM_LABELS = {"lora": "LoRA", "loramoe_beta0": "LoRAMoE β=0", "loramoe_lbc": "L
 
 def results_table(rows: list[dict]) -> str:
     tasks = sorted(k.removeprefix("task_") for k in rows[0] if k.startswith("task_") and k != "task_mean")
-    head = ["task data", "arm", "records", "trainable", "train s", "world retention", "task EM (mean)", *tasks]
+    head = ["task data", "arm", "records", "trainable", "final train loss", "world retention", "task EM (mean)", *tasks]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         scale = "—" if r["arm"] == "base" else f"{r['scale']}×"
         cells = [scale, ARM_LABELS.get(r["arm"], r["arm"]), str(r.get("records", "—"))]
-        cells += [f"{r['trainable']:,}" if r.get("trainable") else "—", str(r.get("train_seconds", "—"))]
+        loss = f"{r['final_loss']:.3f}" if r.get("final_loss") is not None else "—"
+        cells += [f"{r['trainable']:,}" if r.get("trainable") else "—", loss]
         cells += [f"{r['world_retention']:.3f}", f"{r['task_mean']:.3f}", *[f"{r['task_' + t]:.3f}" for t in tasks]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -80,7 +81,8 @@ def write_report(args, rows: list[dict], n_world: int, n_world_eval: int, work: 
         f"World data: {n_world} countryinfo facts the base answers correctly (closed-book); retention is measured",
         f"on {n_world_eval} other known facts held out from training (base = 1.000 by construction). Task data:",
         "num2words, inflect plurals and CLDR country-name translation, exact match on held-out items.",
-        f"lr {args.lr}, {args.epochs} epoch(s), batch 8, one seed.",
+        f"lr {args.lr}, {args.epochs} epoch(s), batch 8, one seed. Training times are not reported: the",
+        "machine was shared during the run (speed is measured side by side in benchmarks/loramoe_speed.py).",
         "",
         results_table(rows),
         "",

