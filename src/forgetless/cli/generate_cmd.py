@@ -23,6 +23,7 @@ def generate(
     top_k: int = typer.Option(0, "--top-k", help="Top-k sampling (0 = off)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward batch."),
     seed: int = typer.Option(None, "--seed", help="Sampling seed."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast where fast) or fp32."),
 ) -> None:
     """Generate answers (chat template applied, batched, left-padded)."""
     from forgetless.adapters.loading import load_with_adapter
@@ -33,7 +34,7 @@ def generate(
 
     if (prompt is None) == (input is None):
         raise ConfigError("give exactly one of --prompt TEXT or --input FILE")
-    sampling = SamplingConfig(max_new_tokens, temperature, top_p, top_k, seed=seed).validate()
+    sampling = SamplingConfig(max_new_tokens, temperature, top_p, top_k, seed=seed, precision=precision).validate()
     rows = [{"prompt": prompt}] if prompt is not None else _read_prompts(input)
     conversations = [r["messages"] if "messages" in r else prompt_messages(r["prompt"], system) for r in rows]
     loaded, tokenizer, _ = load_with_adapter(model, str(adapter) if adapter else None)
