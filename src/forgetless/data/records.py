@@ -140,7 +140,8 @@ def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
 def _element_lines(text: str) -> Iterator[int]:
     """Line numbers where the elements of the top-level JSON array start (for error messages)."""
     decoder = json.JSONDecoder()
-    start = text.find("[", text.find("[") if text.lstrip().startswith("[") else text.find('"data"'))
+    # the array is the document itself, or the value of {"data": [...]}
+    start = text.find("[") if text.lstrip().startswith("[") else text.find("[", text.find('"data"'))
     pos = start + 1
     while pos < len(text):
         while pos < len(text) and text[pos] in " \t\r\n,":

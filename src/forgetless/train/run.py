@@ -18,7 +18,6 @@ from typing import Any
 
 from forgetless import __version__
 from forgetless.data.records import Record, data_hash, load_records
-from forgetless.errors import OutputError
 from forgetless.fileio import (
     check_output_dir,
     publish_dir,
@@ -129,4 +128,4 @@ def describe_partial(output: str | Path) -> str | None:
     return f"{stage} holds {Path(last).name}; rerun with --resume to continue" if last else None
 
 
-__all__ = ["OutputError", "TrainResult", "describe_partial", "train"]
+__all__ = ["TrainResult", "describe_partial", "train"]
