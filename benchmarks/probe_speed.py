@@ -1,28 +1,33 @@
 """Probe speed: our batched SliCK probe vs a one-prompt-at-a-time loop, on the same facts in one run.
 
-    .venv/bin/python benchmarks/probe_speed.py [--facts 16] [--loop-facts 4] [--sample-facts 5]
-        [--sample-loop-facts 2] [--samples 4] [--rounds 2] [--batch-size 32] [--threads 1]
+    .venv/bin/python benchmarks/probe_speed.py [--facts 96] [--loop-facts 4] [--sample-facts 12]
+        [--sample-loop-facts 2] [--samples 4] [--rounds 2] [--batch-size 64] [--threads 1]
 
 (--threads 1 keeps a shared, busy machine from oversubscribing torch's thread pool.)
 
-Model: the embedded SmolLM2-135M-Instruct (`load_model(None)`, fp32, CPU here). Facts: real country
-`capital` facts from `country_facts()` (the first --facts, in country order). Both arms use the same
-`ProbeSettings` (3 exemplar sets, 4 shots, max 32 new tokens, substring match) and the very same prompts
-(`exemplar_sets` + `build_conversation` over the same fact pool):
+Model: the embedded SmolLM2-135M-Instruct (`load_model(None)`, fp32 weights, bf16 autocast where the CPU
+has it, in both arms). Facts: real country `capital` facts from `country_facts()` (the first --facts, in
+country order). Both arms use the same `ProbeSettings` (3 exemplar sets, 4 shots, max 32 new tokens,
+substring match) and the very same prompts (`exemplar_sets` + `build_conversation` over the same pool of
+--facts facts; exemplar sets are drawn per relation, so most prompts of a set share their few-shot prefix):
 
-- batched: `probe_facts(..., batch_size=--batch-size)`, no cache (what `forgetless probe` runs);
-- loop: every prompt on its own through `generate_texts(..., batch_size=1)`, no cache; for samples > 0
-  the facts whose greedy answers are all wrong get `samples` sampled answers per prompt, again one
-  prompt per call (as a straightforward re-implementation of the paper's procedure would do).
+- batched: `probe_facts(..., batch_size=--batch-size)`, no cache (what `forgetless probe` runs): prompts
+  grouped by few-shot prefix, each prefix's KV cache computed once and broadcast to batches of questions,
+  decoding stops per row at end-of-turn or at the line break after the answer (the probe reads the
+  first line only);
+- loop: every prompt on its own through `generate_texts(..., batch_size=1)` (HF `generate`, KV cache,
+  stops at end-of-turn; the weights are cast to bf16 once for the whole arm, as the batched arm does),
+  no cache; for samples > 0 the facts whose greedy answers are all wrong get
+  `samples` sampled answers per prompt, again one prompt per call (as a straightforward re-implementation
+  of the paper's procedure would do).
 
 Two runs: greedy only (samples 0) on --facts facts (the loop arm on the first --loop-facts of them; the
 rate is facts/s, so fewer facts only shortens the run), then samples 4 on --sample-facts facts that the
-greedy run found Unknown (so every one of them is sampled; topped up with other facts if too few), the
-loop arm on the first --sample-loop-facts. Arms alternate (batched first in odd rounds, loop first in
-even ones); the best round per arm is reported, with per-round ratios. The defaults take ~6 min on 1
-busy CPU thread (each 142-token prompt costs ~0.8 s to prefill there, in either arm). The loop's categories are
-checked against the batched ones for the facts both probed (greedy decoding, so they should agree up to
-padding numerics).
+greedy run found Unknown (so every one of them is sampled; topped up with other facts if too few) with
+exemplars still drawn from all --facts facts, the loop arm on the first --sample-loop-facts. Arms
+alternate (batched first in odd rounds, loop first in even ones); the best round per arm is reported,
+with per-round ratios. The loop's categories are checked against the batched ones for the facts both
+probed (greedy decoding, so they should agree up to padding and bf16 numerics).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from collections.abc import Sequence
 
 import torch
 
-from forgetless.generation import SamplingConfig, generate_texts
+from forgetless.generation import SamplingConfig, generate_texts, inference_weights
 from forgetless.knowledge.answers import extract_answer, is_correct
 from forgetless.knowledge.countries import country_facts
 from forgetless.knowledge.facts import Fact, RelationTemplates
@@ -92,13 +97,13 @@ def timed(fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--facts", type=int, default=16)
+    parser.add_argument("--facts", type=int, default=96)
     parser.add_argument("--loop-facts", type=int, default=4)
-    parser.add_argument("--sample-facts", type=int, default=5)
+    parser.add_argument("--sample-facts", type=int, default=12)
     parser.add_argument("--sample-loop-facts", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -110,7 +115,8 @@ def main() -> None:
     sampled = ProbeSettings(n_exemplar_sets=3, shots=4, samples=args.samples)
     print(f"model {info.model_id}, torch threads {torch.get_num_threads()}, {len(facts)} capital facts")
     generate_texts(model, tokenizer, [[{"role": "user", "content": "Hi"}]], SamplingConfig(max_new_tokens=4))
-    prefill_report(model, tokenizer, facts, greedy)
+    with inference_weights(model):
+        prefill_report(model, tokenizer, facts, greedy)
 
     rows: dict[str, dict[str, list[float]]] = {}
     agree: dict[str, tuple[int, int]] = {}
@@ -118,10 +124,11 @@ def main() -> None:
 
     def run(name: str, batch_facts: list[Fact], loop_count: int, settings: ProbeSettings, round_no: int) -> None:
         def batched():
-            return probe_facts(model, tokenizer, batch_facts, settings, batch_size=args.batch_size)
+            return probe_facts(model, tokenizer, batch_facts, settings, batch_size=args.batch_size, pool=facts)
 
         def loop():
-            return loop_probe(model, tokenizer, batch_facts[:loop_count], batch_facts, settings)
+            with inference_weights(model):  # cast to bf16 once for the arm, not once per prompt
+                return loop_probe(model, tokenizer, batch_facts[:loop_count], facts, settings)
 
         arms = [("batched", batched, len(batch_facts)), ("loop", loop, loop_count)]
         if round_no % 2:

@@ -1,148 +1,127 @@
-"""The main job (`make demo` / `forgetless demo`): teach the embedded model facts it does not know.
+"""The main job (`make demo` / `forgetless demo`): a knowledge audit of an injection on the embedded model.
 
-1. Ask the base model 8 fictional facts (trained phrasing + an unseen phrasing) and 8 general questions.
-2. Self-replay anchors: the base model answers 24 other general questions; its own answers are mixed
-   into the training set (known facts mixed with unknown ones is what the knowledge-packing paper found
-   to do least harm). Without them the adapter learns "the capital of X is Marrowick" for every X.
-3. Train a LoRA adapter on the fictional facts (2 phrasings each) plus the anchors, on the CPU.
-4. Ask again with the adapter: were the new facts learned, and did the known answers survive?
-5. Write `REPORT.md` with the before/after table and a loss-curve PNG next to the adapter.
+    forgetless demo [--output runs/demo] [--unknown 20] [--per-relation 60] [--mixture known --k 1]
 
-    forgetless demo [--output runs/demo] [--max-steps 60] [--no-anchors]
+1. Probe real country facts (a seeded sample of `per_relation` facts for each of a few relations, from
+   `countryinfo`) on SmolLM2-135M-Instruct: SliCK categories from few-shot greedy answers.
+2. Take `unknown` facts the model does not know (seeded random sample of the Unknown ones).
+3. Inject them with a rank-1 LoRA (the knowledge-packing paper's recipe), mixed with one HighlyKnown fact
+   per unknown fact (the mixture the paper found to do least harm).
+4. Audit: re-probe every fact with the adapter, MMLU (0-shot loglik, stratified subsample) and general
+   text loss before/after, answer distribution and refusals.
+5. Print the summary and where the report is.
+
+Everything goes through `forgetless.knowledge.runs.run_injection`, the same code as `forgetless inject`,
+so the demo's numbers are what the CLI gives. `forgetless demo --fictional` runs the older, faster demo
+(8 invented facts with self-replay anchors, see `forgetless.demo_fictional`).
 """
 
 from __future__ import annotations
 
-import json
+import random
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from forgetless.console import err_console, out_console, status
+from forgetless.console import err_console, out_console
+
+DEMO_RELATIONS = ("capital", "currency", "demonym", "region")
 
 
 @dataclass
-class ProbeRow:
-    kind: str
-    prompt: str
-    expect: str
-    before: str = ""
-    after: str = ""
+class DemoSettings:
+    """Sized so the whole job takes about 5 minutes on 2 CPU cores."""
 
-    def correct(self, answer: str) -> bool:
-        from forgetless.knowledge.answers import is_correct
-
-        return is_correct(answer, self.expect.split("|"), mode="substring")
-
-
-def resource_path(name: str) -> Path:
-    """Path of a data file shipped inside the package."""
-    return Path(str(resources.files("forgetless") / "resources" / name))
+    output: str = "runs/demo"
+    unknown: int = 20
+    per_relation: int = 60
+    mixture: str = "known"
+    k: int = 1
+    exemplar_sets: int = 3
+    mmlu: int = 114  # 2 per topic
+    mmlu_shots: int = 0  # 0-shot keeps the demo under 10 minutes (5-shot prompts are 5x longer)
+    general: int = 32
+    seed: int = 0
 
 
-def run_demo(output: str = "runs/demo", max_steps: int = 60, anchors: bool = True) -> Path:
-    """Run the demo end to end and return the adapter directory (which also holds REPORT.md)."""
-    from forgetless.adapters.loading import load_with_adapter
-    from forgetless.train.config import TrainConfig
-    from forgetless.train.run import train
+def demo_facts(per_relation: int, seed: int) -> list:
+    """A seeded sample of `per_relation` real country facts for each of DEMO_RELATIONS."""
+    from forgetless.knowledge.countries import country_facts
 
-    rows = [ProbeRow(**json.loads(line)) for line in resource_path("demo_probe.jsonl").read_text().splitlines()]
-    with status("Asking the base model..."):
-        base, tokenizer, _ = load_with_adapter(None, None)
-        for row, answer in zip(rows, _answers(base, tokenizer, rows), strict=True):
-            row.before = answer
-        data = _training_file(Path(output), base, tokenizer, anchors)
-    cfg = TrainConfig(
-        data=str(data),
-        output=output,
-        max_steps=max_steps,
-        lr=1e-3,
-        rank=16,
-        batch_size=8,
-        logging_steps=5,
-        save_steps=1000,
+    facts = country_facts()
+    chosen = []
+    for relation in DEMO_RELATIONS:
+        pool = [f for f in facts if f.relation == relation]
+        chosen += random.Random(f"demo/{seed}/{relation}").sample(pool, min(per_relation, len(pool)))
+    return chosen
+
+
+def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
+    """Probe, inject, audit; print the summary. Returns the injection's results.json content."""
+    from forgetless.knowledge.facts import save_facts
+    from forgetless.knowledge.inject import InjectConfig
+    from forgetless.knowledge.runs import run_injection
+
+    settings = settings or DemoSettings()
+    output = Path(settings.output)
+    facts_file = save_facts(output.parent / f"{output.name}_facts.jsonl", demo_facts(settings.per_relation, 0))
+    err_console.print(f"[bold]1/4[/bold] probing {facts_file} on the embedded model (SliCK, few-shot greedy)...")
+    cfg = InjectConfig(
+        facts=str(facts_file),
+        output=str(output),
+        unknown=settings.unknown,
+        mixture=settings.mixture,
+        k=settings.k,
+        seed=settings.seed,
+        exemplar_sets=settings.exemplar_sets,
+        samples=0,
+        mmlu=settings.mmlu,
+        mmlu_shots=settings.mmlu_shots,
+        general=settings.general,
         overwrite=True,
     )
-    err_console.print(f"Training LoRA on {cfg.data} for {max_steps} steps...")
-    result = train(cfg)
-    tuned, tokenizer, _ = load_with_adapter(None, output)
-    with status("Asking the adapted model..."):
-        for row, answer in zip(rows, _answers(tuned, tokenizer, rows), strict=True):
-            row.after = answer
-    _print_table(rows)
-    _write_report(Path(output), rows, result.log_history)
-    return Path(output)
+    result = run_injection(cfg)
+    print_summary(result, output)
+    return result
 
 
-def _training_file(output: Path, model, tokenizer, anchors: bool) -> Path:
-    """New facts, plus (with `anchors`) the base model's own answers to other general questions."""
-    from forgetless.fileio import write_jsonl_atomic
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """The demo's short summary, one line per finding."""
+    from forgetless.knowledge.shifts import CATEGORIES
 
-    records = [json.loads(line) for line in resource_path("demo_new_facts.jsonl").read_text().splitlines()]
-    if anchors:
-        lines = resource_path("demo_anchors.jsonl").read_text().splitlines()
-        questions = [json.loads(line)["prompt"] for line in lines]
-        answers = _answers(model, tokenizer, questions, max_new_tokens=48)
-        records += [{"prompt": q, "response": a} for q, a in zip(questions, answers, strict=True)]
-    return write_jsonl_atomic(output.parent / f"{output.name}_train.jsonl", records)
-
-
-def _answers(model, tokenizer, prompts: list, max_new_tokens: int = 40) -> list[str]:
-    from forgetless.data.chat import prompt_messages
-    from forgetless.generation import SamplingConfig, generate_texts
-
-    texts = [p.prompt if isinstance(p, ProbeRow) else p for p in prompts]
-    convs = [prompt_messages(t) for t in texts]
-    out = generate_texts(model, tokenizer, convs, SamplingConfig(max_new_tokens=max_new_tokens), batch_size=24)
-    return [" ".join(a[0].split()) for a in out]
-
-
-def summarize(rows: list[ProbeRow]) -> dict[str, str]:
-    """Counts per kind: correct before -> after; for known facts only those the base knew count."""
-    summary = {}
-    for kind in dict.fromkeys(r.kind for r in rows):
-        group = [r for r in rows if r.kind == kind]
-        if kind == "known":
-            knew = [r for r in group if r.correct(r.before)]
-            kept = sum(r.correct(r.after) for r in knew)
-            summary[kind] = f"base knew {len(knew)}/{len(group)}; still known after training: {kept}/{len(knew)}"
-        else:
-            before = sum(r.correct(r.before) for r in group)
-            after = sum(r.correct(r.after) for r in group)
-            summary[kind] = f"correct before {before}/{len(group)} -> after {after}/{len(group)}"
-    return summary
+    matrix = result["transitions"]
+    before = [sum(row) for row in matrix]
+    highly = CATEGORIES.index("HighlyKnown")
+    kept = matrix[highly][highly]
+    untrained = result.get("shifts_untrained", result["shifts"])
+    counts = ", ".join(f"{n} {name}" for name, n in zip(CATEGORIES, before, strict=True))
+    lines = [
+        f"probed {result['facts']} real country facts: {counts}",
+        f"injected {result['trained_facts']} Unknown facts ({result['train_records']} training records, "
+        f"mixture {result['config']['mixture']} k={result['config']['k']})",
+        f"reliability on the injected facts: {result['reliability']:.2f} mean P_correct, "
+        f"{result['reliability_all_correct']:.0%} correct under every few-shot prompt",
+        f"HighlyKnown facts still HighlyKnown: {kept}/{before[highly]}",
+        f"other facts: {untrained['positive']} became more known, {untrained['negative']} less known",
+    ]
+    if result.get("mmlu_before") is not None:
+        lines.append(
+            f"MMLU ({result['mmlu_n']} q, {result['config']['mmlu_shots']}-shot): "
+            f"{result['mmlu_before']:.3f} -> {result['mmlu_after']:.3f} "
+            f"({result['mmlu_delta']:+.3f} ± {result['mmlu_delta_stderr']:.3f} paired s.e.)"
+        )
+    if result.get("general_loss_before") is not None:
+        lines.append(f"loss on general text: {result['general_loss_before']:.3f} -> {result['general_loss_after']:.3f}")
+    lines.append(
+        f"zero-shot answers: {result['answers_before']['unique']} -> {result['answers_after']['unique']} unique, "
+        f"refusals {result['refusal_before']:.0%} -> {result['refusal_after']:.0%}, "
+        f"exploded: {', '.join(repr(e['answer']) for e in result['exploded_answers'][:3]) or 'none'}"
+    )
+    return lines
 
 
-def _print_table(rows: list[ProbeRow]) -> None:
-    from rich.table import Table
-
-    table = Table(title="Before and after the adapter", show_lines=False)
-    for column in ("kind", "question", "expected", "before", "after"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        mark_b = "✓" if row.correct(row.before) else "✗"
-        mark_a = "✓" if row.correct(row.after) else "✗"
-        table.add_row(row.kind, row.prompt, row.expect, f"{mark_b} {row.before[:60]}", f"{mark_a} {row.after[:60]}")
-    out_console.print(table)
-    for kind, line in summarize(rows).items():
-        out_console.print(f"[bold]{kind}[/bold]: {line}")
-
-
-def _write_report(output: Path, rows: list[ProbeRow], log_history: list[dict]) -> None:
-    from forgetless.fileio import write_text_atomic
-    from forgetless.report import plot_loss_curve
-
-    plot_loss_curve(log_history, output / "loss.png")
-    lines = ["# forgetless demo: teaching SmolLM2-135M-Instruct 8 fictional facts", ""]
-    lines += [f"- **{kind}**: {line}" for kind, line in summarize(rows).items()]
-    lines += ["", "![training loss](loss.png)", "", "| kind | question | expected | before | after |"]
-    lines += ["|---|---|---|---|---|"]
-    for r in rows:
-        cells = [r.kind, r.prompt, r.expect, _mark(r, r.before), _mark(r, r.after)]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    write_text_atomic(output / "REPORT.md", "\n".join(lines) + "\n")
-    out_console.print(f"report: {output / 'REPORT.md'}")
-
-
-def _mark(row: ProbeRow, answer: str) -> str:
-    return ("✓ " if row.correct(answer) else "✗ ") + answer[:80]
+def print_summary(result: dict[str, Any], output: Path) -> None:
+    out_console.print("\n[bold]forgetless demo: what the adapter taught and what it cost[/bold]")
+    for line in summary_lines(result):
+        out_console.print(f"  - {line}")
+    out_console.print(f"report: {output / 'report.md'}")

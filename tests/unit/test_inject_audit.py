@@ -58,9 +58,45 @@ def test_injection_writes_the_contracted_results(tiny_model_dir, facts_file, tmp
         assert key in saved
     assert saved["trained_facts"] == 4 and len(saved["trained_fact_ids"]) == 4
     assert sum(map(sum, saved["transitions"])) == 24 == result["facts"]
-    assert (out / "report.md").is_file() and (out / "transitions.png").is_file()
+    assert (out / "report.md").is_file() and (out / "transitions.png").is_file() and (out / "answers.png").is_file()
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert not (tmp_path / ".inj.partial").exists()
+
+
+def test_audit_subset_keeps_the_trained_facts_and_a_shared_sample(tiny_model_dir, facts_file, tmp_path):
+    from forgetless.knowledge.inject import audit_subset
+
+    facts = fictional_facts(40, seed=0)
+    a, b = audit_subset(facts, facts[:3], 10, seed=0), audit_subset(facts, facts[5:7], 10, seed=0)
+    assert {f.id for f in facts[:3]} <= {f.id for f in a} and {f.id for f in facts[5:7]} <= {f.id for f in b}
+    assert len({f.id for f in a} - {f.id for f in facts[:3]} - {f.id for f in facts[5:7]}) <= 10
+    assert audit_subset(facts, facts[:3], 0, seed=0) == facts
+    cfg = InjectConfig(
+        facts=str(facts_file), output=str(tmp_path / "o"), model=str(tiny_model_dir), unknown=3, audit_facts=5, **FAST
+    )
+    result = run_injection(cfg)
+    assert 5 <= result["facts"] <= 8 and sum(map(sum, result["transitions"])) == result["facts"]
+    assert result["answers_before"]["n"] + result["answers_before"]["n_empty"] == result["facts"]
+
+
+def test_base_snapshot_is_measured_once_per_grid(tiny_model_dir, facts_file, tmp_path, monkeypatch):
+    from forgetless.knowledge import audit
+
+    calls: list[int] = []
+    real = audit._measure_rest
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "_measure_rest", counting)
+    results = []
+    for n in (2, 3):
+        cfg = InjectConfig(facts=str(facts_file), output=str(tmp_path / f"n{n}"), model=str(tiny_model_dir), **FAST)
+        results.append(run_injection(InjectConfig(**{**cfg.__dict__, "unknown": n})))
+    assert len(calls) == 3  # base once, then each adapter
+    assert results[0]["mmlu_before"] == results[1]["mmlu_before"]
+    assert results[0]["answers_before"] == results[1]["answers_before"]
 
 
 def test_audit_before_is_the_base_model_exactly(tiny_model_dir, facts_file, tmp_path):
@@ -115,5 +151,6 @@ def test_cli_inject_bad_input_exits_2(tiny_model_dir, facts_file, tmp_path, flag
         text=True,
     )
     assert run.returncode == 2, run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and not out.exists()
+    lines = run.stderr.strip().splitlines()  # a finished probe's progress bar may come first
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == lines[-1:] and needle in errors[0] and "Traceback" not in run.stderr and not out.exists()

@@ -132,7 +132,7 @@ class _FakeModel:
     def eval(self) -> _FakeModel:
         return self
 
-    def __call__(self, input_ids, attention_mask, position_ids):
+    def __call__(self, input_ids, attention_mask, position_ids, **kwargs):
         logits = torch.zeros(input_ids.shape[0], 1, self.vocab)  # only the last position is read
         for row, (ids, mask) in enumerate(zip(input_ids.tolist(), attention_mask.tolist(), strict=True)):
             prompt = tuple(i for i, m in zip(ids, mask, strict=True) if m)
@@ -154,11 +154,21 @@ def test_stub_answering_the_gold_letter_scores_one(tokenizer):
 
 def test_exemplars_passed_in_are_not_scored(tokenizer):
     items = load_mmlu(["astronomy"])[:4]
-    fake = _FakeModel(tokenizer, [], len(tokenizer))
-    letter_a = letter_token_ids(tokenizer)[0]
-    fake.gold = {tuple(tokenize_prompt(tokenizer, build_prompt(i, shots=1))): letter_a for i in items}
-    result = evaluate_mmlu(fake, tokenizer, items, shots=1)
+    result = evaluate_mmlu(build_tiny_llama(tokenizer).eval(), tokenizer, items, shots=1)
     assert result.n == 3 and items[0].id not in {p.id for p in result.predictions}
+
+
+def test_few_shot_prefix_computed_once_matches_whole_prompts(tokenizer):
+    model = build_tiny_llama(tokenizer).eval()
+    items = load_mmlu(["astronomy", "virology"], limit_per_subject=4, seed=1, shots=2)
+    result = evaluate_mmlu(model, tokenizer, items, batch_size=3, shots=2)
+    assert result.n == 8
+    for item, prediction in zip(items, result.predictions, strict=True):
+        ids = tokenize_prompt(tokenizer, build_prompt(item, shots=2))
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+        reference = torch.log_softmax(logits.float(), dim=-1)[letter_token_ids(tokenizer)].tolist()
+        assert prediction.logprobs == pytest.approx(reference, abs=1e-4)
 
 
 def _prediction(item_id: int, subject: str, correct: bool) -> MMLUPrediction:

@@ -24,6 +24,10 @@ def test_config_parses_and_opens_with_its_run_command(path):
     if first.startswith("# forgetless train "):
         cfg = TrainConfig(**load_yaml_options(path, TrainConfig)).validate()
         assert (ROOT / cfg.data).is_file()
+    elif first.startswith("# forgetless continual run "):
+        from forgetless.continual import load_continual_config
+
+        assert load_continual_config(path, output="runs/cit").tasks
     else:
         from forgetless.knowledge.inject import InjectConfig
         from forgetless.knowledge.sweep import GRID_KEYS, cells

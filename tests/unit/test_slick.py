@@ -22,6 +22,7 @@ from forgetless.errors import ConfigError, DataError, OutputError
 from forgetless.knowledge import fictional_facts, question_for, save_facts
 from forgetless.knowledge.probe_cache import ProbeCache, cache_key, model_key
 from forgetless.knowledge.slick import (
+    PREFIX_REUSE,
     SYSTEM_PROMPT,
     FactProbe,
     ProbeSettings,
@@ -142,11 +143,26 @@ def test_exemplar_sets_small_pool_and_seeded(facts):
     assert a != exemplar_sets(many[0], many, ProbeSettings(n_exemplar_sets=4, shots=2, seed=1))
 
 
+def test_exemplar_sets_are_shared_across_a_relation():
+    many = [f for f in fictional_facts(80, seed=3) if f.relation == "capital"]
+    settings = ProbeSettings(n_exemplar_sets=3, shots=4)
+    sets = [exemplar_sets(f, many, settings) for f in many]
+    for index in range(3):
+        prefixes = Counter(tuple(s.id for s in per_fact[index]) for per_fact in sets)
+        shared, count = prefixes.most_common(1)[0]
+        assert count >= len(many) - 4  # only the facts drawn as exemplars see another prefix
+        for fact, per_fact in zip(many, sets, strict=True):
+            ids = [s.id for s in per_fact[index]]
+            assert fact.id not in ids and len(set(ids)) == 4
+            if fact.id not in shared:
+                assert tuple(ids) == shared
+
+
 def test_prompts_are_batched(facts):
     gen = StubGen(facts)
-    _run(facts, gen, settings=ProbeSettings(n_exemplar_sets=3, shots=1, samples=0), batch_size=32)
+    _run(facts, gen, settings=ProbeSettings(n_exemplar_sets=3, shots=1, samples=0), batch_size=4)
     greedy = gen.kind(sampled=False)
-    assert len(greedy) == 2 and all(len(c["convs"]) <= 32 for c in greedy)
+    assert len(greedy) == 2 and all(len(c["convs"]) <= PREFIX_REUSE * 4 for c in greedy)
     assert sum(len(c["convs"]) for c in greedy) == 14 * 3 and not gen.kind(sampled=True)
 
 
@@ -179,16 +195,18 @@ def test_cache_second_run_makes_no_calls(facts, tmp_path):
 def test_interrupted_run_resumes(facts, tmp_path):
     settings = ProbeSettings(n_exemplar_sets=3, shots=1, samples=0)
     with pytest.raises(RuntimeError, match="killed"):
-        _run(facts, StubGen(facts, fail_on=2), settings=settings, batch_size=12, cache_dir=tmp_path)
+        _run(facts, StubGen(facts, fail_on=2), settings=settings, batch_size=1, cache_dir=tmp_path)
     (cache_file,) = tmp_path.glob("*.jsonl")
-    assert len(cache_file.read_text().splitlines()) == 4  # the first batch: 12 prompts = 4 facts x 3 sets
+    per_call = PREFIX_REUSE * 1 // 3  # facts per generate call: PREFIX_REUSE batches of 1 prompt, 3 sets each
+    assert len(cache_file.read_text().splitlines()) == per_call  # only the first call's facts
     with cache_file.open("a") as handle:
         handle.write('{"fact_id": "half-writ')  # a kill during the write leaves a partial line
     progress: list[int] = []
     gen = StubGen(facts)
-    probes = _run(facts, gen, settings=settings, batch_size=12, cache_dir=tmp_path, on_progress=progress.append)
-    assert len(gen.calls) == 3 and sum(len(c["convs"]) for c in gen.calls) == 10 * 3
-    assert [p.fact_id for p in probes] == [f.id for f in facts] and progress == [4, 4, 4, 2]
+    probes = _run(facts, gen, settings=settings, batch_size=1, cache_dir=tmp_path, on_progress=progress.append)
+    left = 14 - per_call
+    assert len(gen.calls) == -(-left // per_call) and sum(len(c["convs"]) for c in gen.calls) == left * 3
+    assert [p.fact_id for p in probes] == [f.id for f in facts] and progress == [per_call] * (len(gen.calls) + 1)
     assert len(cache_file.read_text().splitlines()) == 14
 
 

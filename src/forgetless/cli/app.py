@@ -44,7 +44,17 @@ def _root(
 
 
 def _register() -> None:
-    from forgetless.cli import data_cmd, demo_cmd, experts_cmd, generate_cmd, knowledge_cmd, probe_cmd, train_cmd
+    from forgetless.cli import (
+        continual_cmd,
+        data_cmd,
+        demo_cmd,
+        experts_cmd,
+        generate_cmd,
+        knowledge_cmd,
+        probe_cmd,
+        serve_cmd,
+        train_cmd,
+    )
 
     app.command("train")(train_cmd.train)
     app.command("generate")(generate_cmd.generate)
@@ -55,6 +65,9 @@ def _register() -> None:
     app.command("audit")(knowledge_cmd.audit)
     app.add_typer(data_cmd.facts_app, name="facts")
     app.add_typer(data_cmd.tasks_app, name="tasks")
+    continual_cmd.register(app)  # `continual run|add-task` and `route`
+    app.command("serve")(serve_cmd.serve)
+    app.add_typer(serve_cmd.export_app, name="export")
 
 
 _register()

@@ -6,11 +6,21 @@ import typer
 
 
 def demo(
-    output: str = typer.Option("runs/demo", "--output", "-o", help="Where the adapter and REPORT.md go."),
-    max_steps: int = typer.Option(60, "--max-steps", help="LoRA optimizer steps."),
-    anchors: bool = typer.Option(True, "--anchors/--no-anchors", help="Mix in the base's own answers."),
+    output: str = typer.Option("runs/demo", "--output", "-o", help="Where the adapter, results and report go."),
+    unknown: int = typer.Option(20, "--unknown", "-n", help="Unknown facts to inject."),
+    per_relation: int = typer.Option(60, "--per-relation", help="Country facts probed per relation (4 relations)."),
+    mixture: str = typer.Option("known", "--mixture", help="none | known | paraphrase."),
+    k: int = typer.Option(1, "--k", help="HighlyKnown facts or paraphrases mixed in per unknown fact."),
+    mmlu: int = typer.Option(114, "--mmlu", help="MMLU questions before and after (0 skips)."),
+    fictional: bool = typer.Option(False, "--fictional", help="The 3-minute demo: 8 invented facts instead."),
 ) -> None:
-    """Teach the embedded model 8 fictional facts; show answers before/after and what it still knows."""
-    from forgetless.demo import run_demo
+    """Probe real country facts, inject Unknown ones with a LoRA, audit what it taught and what it cost."""
+    if fictional:
+        from forgetless.demo_fictional import run_demo as run_fictional
 
-    run_demo(output, max_steps, anchors)
+        run_fictional(output)
+        return
+    from forgetless.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(output=output, unknown=unknown, per_relation=per_relation, mixture=mixture, k=k, mmlu=mmlu)
+    run_demo(settings)

@@ -24,6 +24,9 @@ def inject(
     exemplar_sets: int = typer.Option(None, "--exemplar-sets", help="Few-shot prompts per fact (probe)."),
     shots: int = typer.Option(None, "--shots", help="Exemplars per prompt (probe)."),
     samples: int = typer.Option(None, "--samples", help="Sampled answers per prompt (probe; 0 = greedy)."),
+    audit_facts: int = typer.Option(
+        None, "--audit-facts", help="Re-probe after training only the trained facts + this many others (0 = all)."
+    ),
     overwrite: bool = typer.Option(None, "--overwrite", help="Replace a non-empty output."),
     config: Path = typer.Option(None, "--config", help="YAML; unknown/mixture/k/seed may be lists (a sweep)."),
 ) -> None:
@@ -56,6 +59,8 @@ def audit(
     exemplar_sets: int = typer.Option(4, "--exemplar-sets", help="Few-shot prompts per fact."),
     samples: int = typer.Option(0, "--samples", help="Sampled answers per prompt (0 = greedy only)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output."),
+    lm_eval_tasks: str = typer.Option(None, "--lm-eval-tasks", help="e.g. mmlu,truthfulqa_mc2 (needs lm-eval)."),
+    lm_eval_limit: int = typer.Option(None, "--lm-eval-limit", help="Examples per lm-eval task (default: all)."),
 ) -> None:
     """Compare the base (adapter disabled) with base + adapter: shifts, answers, refusals, MMLU, loss."""
     from forgetless.knowledge.audit import AuditSettings
@@ -63,7 +68,10 @@ def audit(
     from forgetless.knowledge.slick import ProbeSettings
 
     settings = AuditSettings(probe=ProbeSettings(n_exemplar_sets=exemplar_sets, samples=samples), mmlu_n=mmlu)
-    result = run_audit(adapter, facts, output, model, settings, overwrite)
+    from forgetless.eval.lm_eval_bridge import parse_tasks
+
+    tasks = parse_tasks(lm_eval_tasks)
+    result = run_audit(adapter, facts, output, model, settings, overwrite, tasks, lm_eval_limit)
     _print_summary(result, output)
 
 

@@ -36,7 +36,7 @@ def probe(
     samples: int = typer.Option(16, "--samples", help="Samples per prompt at T=0.5, top-40 (0 = greedy only)."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Tokens to generate per answer."),
     match: str = typer.Option("substring", "--match", help="Answer matching: substring (paper) or exact."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Prompts per generation batch."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Decoded rows per generation batch."),
     seed: int = typer.Option(0, "--seed", help="Seed for exemplar draws and sampling."),
 ) -> None:
     """Probe which facts a model (optionally with an adapter) knows, SliCK-style; resumable."""

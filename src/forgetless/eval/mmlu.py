@@ -282,18 +282,17 @@ def evaluate_mmlu(
     scored = [item for item in items if item.id not in excluded]
     if not scored:
         raise DataError("no MMLU questions to score; pass items not used as few-shot exemplars")
+    from forgetless.eval.mmlu_prefix import by_shared_prefix, score_group
+
     letters = letter_token_ids(tokenizer)
     encoded = [_encode(tokenizer, build_prompt(item, shots, chat, tokenizer), max_length) for item in scored]
-    order = sorted(range(len(scored)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
     logprobs: list[list[float]] = [[] for _ in scored]
     with _eval_mode(model):
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            rows = letter_logprobs(model, tokenizer, [encoded[i] for i in chunk], letters)
-            for index, row in zip(chunk, rows, strict=True):
-                logprobs[index] = row
-            if on_batch:
-                on_batch(len(chunk))
+        groups = by_shared_prefix(scored, encoded) if shots > 0 else []  # 0-shot prompts share one line
+        alone = sorted(set(range(len(scored))) - {i for g in groups for i in g}, key=lambda i: -len(encoded[i]))
+        for indices in [*groups, alone]:
+            share = indices is not alone
+            score_group(model, tokenizer, encoded, indices, letters, batch_size, logprobs, on_batch, share)
     predictions = [_prediction(item, row) for item, row in zip(scored, logprobs, strict=True)]
     return summarize(predictions)
 
@@ -314,7 +313,8 @@ def letter_logprobs(model: Any, tokenizer: Any, batch: list[list[int]], letters:
     mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits[:, -1, :]
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+        logits = logits[:, -1, :]
     scores = torch.log_softmax(logits.float(), dim=-1)[:, letters]
     return scores.cpu().tolist()
 

@@ -42,6 +42,7 @@ class AuditSettings:
     mmlu_shots: int = 5
     general_n: int = 64  # general-text loss items; 0 skips it
     batch_size: int = 16
+    probe_batch_size: int = 64  # decoded rows per step of the shared-prefix probe (64 was fastest on 2 cores)
     answer_tokens: int = 24
     seed: int = 0
 
@@ -58,30 +59,78 @@ class Snapshot:
 
 def zero_shot_answers(model, tokenizer, facts: list[Fact], settings: AuditSettings) -> list[str]:
     """Greedy answers to each fact's question with the paper's system prompt and no exemplars."""
-    from forgetless.generation import SamplingConfig, generate_texts
+    from forgetless.generation import SamplingConfig
+    from forgetless.prefix_generation import generate_shared_prefix
 
     convs = [prompt_messages(f"Question: {question_for(f)}", SYSTEM_PROMPT) for f in facts]
     sampling = SamplingConfig(max_new_tokens=settings.answer_tokens)
-    return [extract_answer(a[0]) for a in generate_texts(model, tokenizer, convs, sampling, settings.batch_size)]
+    out = generate_shared_prefix(model, tokenizer, convs, sampling, settings.probe_batch_size, stop_at_newline=True)
+    return [extract_answer(a[0]) for a in out]
 
 
-def measure(model, tokenizer, facts: list[Fact], settings: AuditSettings, cache_dir: Path, key: str) -> Snapshot:
-    """Probe, answer, and score one model state."""
+def measure(
+    model,
+    tokenizer,
+    facts: list[Fact],
+    settings: AuditSettings,
+    cache_dir: Path,
+    key: str,
+    label: str = "model",
+    pool: list[Fact] | None = None,
+) -> Snapshot:
+    """Probe, answer, and score one model state. The probes are cached per fact (probe_cache.py) and the
+    rest per (model key, facts, settings) in `cache_dir/snapshot-*.json`, so a sweep measures its base
+    once (a killed run loses at most the snapshot it was measuring). `pool`: the facts few-shot
+    exemplars come from (default `facts`), so a subset is probed with the same prompts as the whole."""
+    from forgetless.console import progress
+    from forgetless.knowledge.snapshot_cache import load_snapshot, save_snapshot
+
+    with progress() as bar:
+        task = bar.add_task(f"probing facts ({label})", total=len(facts))
+        probes = probe_facts(
+            model,
+            tokenizer,
+            facts,
+            settings.probe,
+            cache_dir=cache_dir,
+            model_key=key,
+            batch_size=settings.probe_batch_size,
+            on_progress=lambda n: bar.advance(task, n),
+            pool=pool,
+        )
+    cached = load_snapshot(cache_dir, key, facts, settings, probes)
+    if cached is not None:
+        return cached
+    snapshot = _measure_rest(model, tokenizer, facts, settings, probes)
+    save_snapshot(cache_dir, key, facts, settings, snapshot)
+    return snapshot
+
+
+def _measure_rest(model, tokenizer, facts: list[Fact], settings: AuditSettings, probes) -> Snapshot:
     from forgetless.eval.mmlu import evaluate_mmlu, sample_mmlu
     from forgetless.eval.textloss import general_texts, mean_token_loss
 
-    probes = probe_facts(
-        model, tokenizer, facts, settings.probe, cache_dir=cache_dir, model_key=key, batch_size=settings.batch_size
-    )
     snapshot = Snapshot(probes, zero_shot_answers(model, tokenizer, facts, settings))
     if settings.mmlu_n:
         items = sample_mmlu(settings.mmlu_n, seed=settings.seed, shots=settings.mmlu_shots)
-        snapshot.mmlu = evaluate_mmlu(model, tokenizer, items, batch_size=8, shots=settings.mmlu_shots)
+        from forgetless.console import progress
+
+        with progress() as bar:
+            task = bar.add_task(f"MMLU {settings.mmlu_shots}-shot", total=len(items))
+            on_batch = lambda n: bar.advance(task, n)  # noqa: E731
+            snapshot.mmlu = evaluate_mmlu(model, tokenizer, items, 8, settings.mmlu_shots, on_batch=on_batch)
     if settings.general_n:
         scored = {item.id for item in sample_mmlu(settings.mmlu_n, seed=settings.seed)} if settings.mmlu_n else set()
         pool = [i for i in sample_mmlu(settings.general_n * 2, seed=settings.seed + 1) if i.id not in scored]
         snapshot.general_loss = mean_token_loss(model, tokenizer, general_texts(pool[: settings.general_n]))
     return snapshot
+
+
+def restrict(snapshot: Snapshot, facts: list[Fact], keep: set[str]) -> Snapshot:
+    """The snapshot of `facts` limited to the facts in `keep` (probes and zero-shot answers)."""
+    answers = [a for fact, a in zip(facts, snapshot.answers, strict=True) if fact.id in keep]
+    probes = [p for p in snapshot.probes if p.fact_id in keep]
+    return Snapshot(probes, answers, snapshot.mmlu, snapshot.general_loss)
 
 
 def compare(before: Snapshot, after: Snapshot, explode_factor: float = 5.0) -> dict[str, Any]:

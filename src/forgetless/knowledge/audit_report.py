@@ -30,6 +30,19 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("unique answers", f"{before['unique']} → {after['unique']}"))
     rows.append(("answer entropy (bits)", f"{before['entropy_bits']:.2f} → {after['entropy_bits']:.2f}"))
     rows.append(("exploded answers", ", ".join(_exploded(result)) or "none"))
+    rows += _lm_eval_rows(result.get("lm_eval"))
+    return rows
+
+
+def _lm_eval_rows(lm_eval: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not lm_eval:
+        return []
+    if "skipped" in lm_eval:
+        return [("lm-eval", f"skipped: {lm_eval['skipped']}")]
+    rows = []
+    for task, metrics in lm_eval["results"].items():
+        for name, v in metrics.items():
+            rows.append((f"lm-eval {task} {name}", f"{v['before']:.3f} → {v['after']:.3f} ({v['delta']:+.3f})"))
     return rows
 
 
@@ -50,7 +63,9 @@ def write_audit_report(result: dict[str, Any], output: Path, title: str) -> Path
     lines += ["| before \\ after | " + " | ".join(CATEGORIES) + " |", "|---|" + "---|" * len(CATEGORIES)]
     for name, row in zip(CATEGORIES, result["transitions"], strict=True):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
-    lines += ["", "## Most frequent answers after", "", "| answer | count |", "|---|---|"]
+    plot_answer_tops(result, output / "answers.png")
+    lines += ["", "## Most frequent zero-shot answers", "", "![answers before and after](answers.png)", ""]
+    lines += ["| answer (after) | count |", "|---|---|"]
     lines += [f"| {t['answer']} | {t['count']} |" for t in result["answers_after"]["top"]]
     lines += [
         "",
@@ -58,3 +73,22 @@ def write_audit_report(result: dict[str, Any], output: Path, title: str) -> Path
         "`facts_before.jsonl` and `facts_after.jsonl`.",
     ]
     return write_text_atomic(output / "report.md", "\n".join(lines) + "\n")
+
+
+def plot_answer_tops(result: dict[str, Any], path: Path) -> Path:
+    """Two bar charts: the 10 most frequent zero-shot answers before and after (answer collapse shows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from forgetless.report import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in zip(axes, ("answers_before", "answers_after"), ("before", "after"), strict=True):
+        top = result[key]["top"][::-1]
+        ax.barh([t["answer"][:28] or "(empty)" for t in top], [t["count"] for t in top], color="tab:blue")
+        ax.set_title(f"{title}: {result[key]['unique']} unique of {result[key]['n']}")
+        ax.set_xlabel("count")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -57,6 +57,7 @@ class InjectConfig:
     mmlu: int = 285
     mmlu_shots: int = 5
     general: int = 64
+    audit_facts: int = 0  # re-probe after training: the trained facts + this many others (seeded); 0 = all
     overwrite: bool = False
 
     def validate(self) -> InjectConfig:
@@ -68,7 +69,19 @@ class InjectConfig:
             raise ConfigError(f"--mixture {self.mixture!r} is not one of {', '.join(MIXTURES)}")
         if self.k < 0 or (self.mixture != "none" and self.k == 0):
             raise ConfigError(f"--k must be >= 1 with --mixture {self.mixture} (and >= 0 always), got {self.k}")
+        if self.audit_facts < 0:
+            raise ConfigError(f"--audit-facts must be >= 0 (0 = all facts), got {self.audit_facts}")
         return self
+
+
+def audit_subset(facts: list[Fact], chosen: list[Fact], size: int, seed: int) -> list[Fact]:
+    """The facts re-measured after training: all of them (size 0), or the trained ones plus `size` others
+    drawn with a seed that does not depend on which facts were trained, so cells of a sweep share them."""
+    if not size:
+        return list(facts)
+    sample = {f.id for f in random.Random(f"audit/{seed}").sample(facts, min(size, len(facts)))}
+    keep = sample | {f.id for f in chosen}
+    return [f for f in facts if f.id in keep]
 
 
 def choose_unknown(categories: dict[str, str], facts: list[Fact], n: int, seed: int) -> list[Fact]:

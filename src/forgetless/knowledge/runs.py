@@ -17,9 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
-from forgetless.knowledge.audit import AuditSettings, compare, measure
+from forgetless.knowledge.audit import AuditSettings, compare, measure, restrict
 from forgetless.knowledge.facts import load_facts
-from forgetless.knowledge.inject import InjectConfig, choose_unknown, reliability, train_config, training_records
+from forgetless.knowledge.inject import (
+    InjectConfig,
+    audit_subset,
+    choose_unknown,
+    reliability,
+    train_config,
+    training_records,
+)
 from forgetless.knowledge.slick import ProbeSettings
 
 
@@ -53,7 +60,7 @@ def run_injection(cfg: InjectConfig) -> dict[str, Any]:
     stage.mkdir(parents=True)
     try:
         model, tokenizer, info = load_model(cfg.model)
-        before = measure(model, tokenizer, facts, settings, cache, _key(info))
+        before = measure(model, tokenizer, facts, settings, cache, _key(info), label="base")
         del model
         gc.collect()
         categories = {p.fact_id: p.category for p in before.probes}
@@ -62,10 +69,14 @@ def run_injection(cfg: InjectConfig) -> dict[str, Any]:
         data = write_jsonl_atomic(stage / "train.jsonl", rows)
         trained = train(train_config(cfg, data, stage / "adapter"))
         adapted, tokenizer, _ = load_with_adapter(info.model_id, stage / "adapter")
-        after = measure(adapted, tokenizer, facts, settings, cache, _key(info, stage / "adapter"))
+        audited = audit_subset(facts, chosen, cfg.audit_facts, cfg.seed)
+        key = _key(info, stage / "adapter")
+        after = measure(adapted, tokenizer, audited, settings, cache, key, label="adapted", pool=facts)
+        before = restrict(before, facts, {f.id for f in audited})
         result = {**compare(before, after), **reliability(after.probes, {f.id for f in chosen})}
         result.update(config=_config(cfg), train_records=len(rows), train_loss=trained.metrics.get("train_loss"))
         result["trained_fact_ids"] = [f.id for f in chosen]
+        result["shifts_untrained"] = untrained_shifts(before, after, {f.id for f in chosen})
         _write(stage, result, before, after, f"Injecting {cfg.unknown} unknown facts ({cfg.mixture}, k={cfg.k})")
         publish_dir(stage, output)
     finally:
@@ -73,10 +84,27 @@ def run_injection(cfg: InjectConfig) -> dict[str, Any]:
     return result
 
 
+def untrained_shifts(before, after, trained: set[str]) -> dict[str, int]:
+    """Category shifts of the facts that were not injected: collateral gains and losses."""
+    from forgetless.knowledge.shifts import shift_counts
+
+    cat_before = {p.fact_id: p.category for p in before.probes if p.fact_id not in trained}
+    cat_after = {p.fact_id: p.category for p in after.probes if p.fact_id not in trained}
+    return shift_counts(cat_before, cat_after)
+
+
 def run_audit(
-    adapter: str | Path, facts: str | Path, output: str | Path, model: str | None = None, settings=None, overwrite=False
+    adapter: str | Path,
+    facts: str | Path,
+    output: str | Path,
+    model: str | None = None,
+    settings=None,
+    overwrite=False,
+    lm_eval_tasks: list[str] | None = None,
+    lm_eval_limit: int | None = None,
 ) -> dict[str, Any]:
-    """Compare base (adapter disabled) and base + adapter on facts, MMLU and general text."""
+    """Compare base (adapter disabled) and base + adapter on facts, MMLU and general text; optionally on
+    lm-evaluation-harness tasks too (skipped with a message when lm-eval or its data is unavailable)."""
     from forgetless.adapters.loading import adapter_disabled, load_with_adapter
 
     output = check_output_dir(output, overwrite)
@@ -85,9 +113,11 @@ def run_audit(
     loaded, tokenizer, info = load_with_adapter(model, str(adapter))
     cache = probe_cache_dir(output)
     with adapter_disabled(loaded):
-        before = measure(loaded, tokenizer, fact_list, settings, cache, _key(info))
-    after = measure(loaded, tokenizer, fact_list, settings, cache, _key(info, Path(adapter)))
+        before = measure(loaded, tokenizer, fact_list, settings, cache, _key(info), label="adapter off")
+    after = measure(loaded, tokenizer, fact_list, settings, cache, _key(info, Path(adapter)), label="adapter on")
     result = {**compare(before, after), "adapter": str(adapter), "base_model": info.model_id}
+    if lm_eval_tasks:
+        result["lm_eval"] = _lm_eval(loaded, tokenizer, lm_eval_tasks, lm_eval_limit)
     stage = staging_dir(output)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -97,6 +127,17 @@ def run_audit(
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return result
+
+
+def _lm_eval(model, tokenizer, tasks: list[str], limit: int | None) -> dict[str, Any]:
+    from forgetless.adapters.loading import adapter_disabled
+    from forgetless.eval.lm_eval_bridge import lm_eval_delta, run_lm_eval
+
+    with adapter_disabled(model):
+        before = run_lm_eval(model, tokenizer, tasks, limit)
+    if "skipped" in before:
+        return before
+    return lm_eval_delta(before, run_lm_eval(model, tokenizer, tasks, limit))
 
 
 def _write(stage: Path, result: dict, before, after, title: str) -> None:

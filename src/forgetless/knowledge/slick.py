@@ -47,8 +47,9 @@ from forgetless.knowledge.probe_cache import ProbeCache, cache_key, fact_hash
 
 CATEGORIES = ("HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown")
 SYSTEM_PROMPT = "Answer the following question."
-PROMPT_FORMAT = "slick-v1"  # bump when the prompt layout changes: it is part of the cache key
+PROMPT_FORMAT = "slick-v3"  # bump when the prompt layout changes: it is part of the cache key
 MAX_KEPT_SAMPLES = 8  # distinct sampled answers kept per fact in the outputs
+PREFIX_REUSE = 8  # batches per generate call, so each shared few-shot prefix is computed once per 8 batches
 FACTS_FILE = "facts.jsonl"  # the per-fact output (one FactProbe per line, with its `category`)
 
 GenerateFn = Callable[..., list[list[str]]]
@@ -127,17 +128,29 @@ def categorize(greedy_correct: Sequence[bool], sample_correct: Sequence[bool] = 
 
 
 def exemplar_sets(fact: Fact, pool: Sequence[Fact], settings: ProbeSettings) -> list[list[Fact]]:
-    """`n_exemplar_sets` seeded draws of `shots` facts from `pool` minus the fact itself (same relation only).
+    """`n_exemplar_sets` draws of `shots` OTHER facts of the same relation, shared across the relation.
 
-    Draws depend only on (seed, fact id, set index) and the pool, not on the order of the facts. A pool
+    Set i of a relation is one seeded draw of two disjoint groups of `shots` facts, A and B, the same for
+    every probed fact: a fact gets A, or B when it is itself in A. So each set has only two few-shot
+    prefixes per relation, which `generate_shared_prefix` computes once each. A relation with fewer than
+    `2 * shots` facts has no room for B: there the probed fact in A is swapped for the next drawn fact.
+    Draws depend only on (seed, relation, set index) and the pool, not on the order of the facts. A pool
     with fewer than `shots` other facts gives shorter draws; `check_facts` refuses that before a probe.
     """
-    others = sorted((f for f in pool if f.relation == fact.relation and f.id != fact.id), key=lambda f: f.id)
-    count = min(settings.shots, len(others))
-    return [
-        random.Random(f"{settings.seed}|{fact.id}|{index}").sample(others, count)
-        for index in range(settings.n_exemplar_sets)
-    ]
+    relation = sorted((f for f in pool if f.relation == fact.relation), key=lambda f: f.id)
+    count = min(settings.shots, len(relation) - 1)
+    sets = []
+    for index in range(settings.n_exemplar_sets):
+        rng = random.Random(f"{settings.seed}|{fact.relation}|{index}")
+        draw = rng.sample(relation, min(2 * count, len(relation)))
+        first, second = draw[:count], draw[count:]
+        if all(shot.id != fact.id for shot in first):
+            sets.append(first)
+        elif len(second) == count:
+            sets.append(second)
+        else:
+            sets.append([second[0] if shot.id == fact.id else shot for shot in first])
+    return sets
 
 
 def build_conversation(fact: Fact, exemplars: Sequence[Fact], templates: RelationTemplates) -> list[dict[str, str]]:
@@ -161,14 +174,17 @@ def probe_facts(
     cache_dir: str | os.PathLike | None = None,
     model_key: str = "unknown-model",
     on_progress: ProgressFn | None = None,
-    batch_size: int = 32,
+    batch_size: int = 64,
     generate_fn: GenerateFn | None = None,
     templates: RelationTemplates | None = None,
+    pool: Sequence[Fact] | None = None,
 ) -> list[FactProbe]:
     """Probe every fact (see the module docstring); results in the order of `facts`.
 
     `generate_fn(model, tokenizer, conversations, sampling, batch_size)` defaults to `generate_texts`.
     With `cache_dir`, completed facts are read from and appended to the cache for (model_key, settings).
+    `pool` holds the facts exemplars are drawn from (default: `facts`; it must contain them), so a few
+    facts can be probed behind the prompts of a larger set.
     `on_progress(n)` is called with the number of facts finished (cached ones first). Bad input
     (see `check_facts`) raises before any generation or cache write.
     """
@@ -176,21 +192,25 @@ def probe_facts(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     templates = templates if templates is not None else RelationTemplates()
-    check_facts(facts, settings, templates)
+    pool = list(pool) if pool is not None else list(facts)
+    check_facts(pool, settings, templates)
+    if len({f.id for f in facts} - {f.id for f in pool}):
+        raise ConfigError("every probed fact must be in the exemplar pool; pass pool=None to draw from the facts")
     generate_fn = generate_fn or _default_generate
     cache = _open_cache(cache_dir, model_key, settings)
     cached = cache.load() if cache else {}
     results: dict[str, FactProbe] = {}
     todo: list[tuple[Fact, list[list[Fact]]]] = []
     for fact in facts:
-        sets = exemplar_sets(fact, facts, settings)
+        sets = exemplar_sets(fact, pool, settings)
         hit = _reusable(cached.get(fact.id), fact, sets)
         if hit is not None:
             results[fact.id] = hit
         else:
             todo.append((fact, sets))
     _report(on_progress, len(results))
-    per_chunk = max(1, batch_size // settings.n_exemplar_sets)
+    todo.sort(key=lambda item: item[0].relation)  # stable: facts of a relation share few-shot prefixes
+    per_chunk = max(1, PREFIX_REUSE * batch_size // settings.n_exemplar_sets)
     for start in range(0, len(todo), per_chunk):
         chunk = todo[start : start + per_chunk]
         probes = _probe_chunk(model, tokenizer, chunk, settings, batch_size, generate_fn, templates)
@@ -230,7 +250,7 @@ def _probe_chunk(
             seed=settings.seed,
         )
         convs = [conversations[i * per + k] for i in need for k in range(per)]
-        out = generate_fn(model, tokenizer, convs, sample_cfg, max(1, batch_size // settings.samples))
+        out = generate_fn(model, tokenizer, convs, sample_cfg, batch_size)
         for slot, i in enumerate(need):
             sampled[i] = [extract_answer(text) for group in out[slot * per : (slot + 1) * per] for text in group]
     return [
@@ -271,9 +291,10 @@ def _first_answers(groups: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _default_generate(model, tokenizer, conversations, sampling, batch_size) -> list[list[str]]:
-    from forgetless.generation import generate_texts
+    """Shared-prefix batched generation; `batch_size` counts decoded rows (samples included)."""
+    from forgetless.prefix_generation import generate_shared_prefix
 
-    return generate_texts(model, tokenizer, conversations, sampling, batch_size)
+    return generate_shared_prefix(model, tokenizer, conversations, sampling, batch_size, stop_at_newline=True)
 
 
 def _report(on_progress: ProgressFn | None, count: int) -> None:

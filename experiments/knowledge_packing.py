@@ -1,0 +1,242 @@
+"""How much knowledge can a LoRA pack without harm? (Pletenev et al., 2025) on the embedded 135M model.
+
+    .venv/bin/python experiments/knowledge_packing.py [--ns 10 50 100 250] [--seeds 0] [--per-relation 100]
+
+The sweep of the paper's Tables 2-4 on SmolLM2-135M-Instruct, on the CPU, through the same code as
+`forgetless inject --config` (`forgetless.knowledge.sweep.run_sweep`):
+- facts: a seeded sample of `--per-relation` real countryinfo facts for each of 7 relations;
+- probe the base (SliCK, 3 few-shot exemplar sets, greedy) once; every cell shares that probe and the
+  base's MMLU / answer snapshot (cached);
+- cells: n in --ns Unknown facts (seeded sample), mixtures unknown-only, +1 HighlyKnown per unknown fact,
+  +1 paraphrase per unknown fact; the paper's LoRA (rank 1, alpha 2, rsLoRA, gate/up/down, lr 1e-3,
+  10 epochs), loss on the answer;
+- after each cell: reliability on the n facts, re-probe of the n facts + a seeded sample of
+  --audit-facts others shared by all cells (transition matrix, shifts on the facts not injected),
+  zero-shot answer distribution and refusals on those, MMLU (--mmlu questions, 2 per topic, 0-shot
+  loglik: 5-shot prompts are ~5x longer, too slow for 12 cells on a CPU) with a paired s.e.
+  `--mixtures` runs a part of the grid (two processes can share the work; finished cells are reused).
+Writes experiments/results/knowledge_packing/{README.md, results.json, sweep.png, shifts.png} and checks
+each of the paper's five findings against the numbers. Cells live in .../work/ (not committed); a killed
+run resumes (finished cells and probes are reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+from forgetless.fileio import write_json_atomic, write_text_atomic
+from forgetless.knowledge.countries import country_facts
+from forgetless.knowledge.facts import save_facts
+from forgetless.knowledge.inject import InjectConfig
+from forgetless.knowledge.sweep import run_sweep, sweep_table
+
+RELATIONS = ("capital", "currency", "demonym", "official_language", "subregion", "calling_code", "region")
+MIXTURES = {"none": 0, "known": 1, "paraphrase": 1}
+OUT = Path(__file__).parent / "results" / "knowledge_packing"
+
+
+def sample_facts(per_relation: int, path: Path) -> Path:
+    facts = country_facts()
+    chosen = []
+    for relation in RELATIONS:
+        pool = [f for f in facts if f.relation == relation]
+        chosen += random.Random(f"packing/{relation}").sample(pool, min(per_relation, len(pool)))
+    return save_facts(path, chosen)
+
+
+def run(ns: list[int], seeds: list[int], per_relation: int, mmlu: int, audit: int, mixtures: list[str]) -> list[dict]:
+    work = OUT / "work"
+    facts = sample_facts(per_relation, work / "facts.jsonl")
+    rows = []
+    for mixture in mixtures:  # k differs per mixture, so one grid per mixture
+        k = MIXTURES[mixture]
+        base = InjectConfig(
+            facts=str(facts),
+            output=str(work / "sweep"),
+            mixture=mixture,
+            k=k,
+            exemplar_sets=3,
+            samples=0,
+            mmlu=mmlu,
+            mmlu_shots=0,
+            audit_facts=audit,
+        )
+        rows += run_sweep(base, {"unknown": ns, "seed": seeds}, on_cell=_print_cell)
+    return rows
+
+
+def _print_cell(row: dict) -> None:
+    print(
+        f"n={row['unknown']} {row['mixture']} s{row['seed']}: reliability {row['reliability']:.3f}, "
+        f"MMLU {row['mmlu_before']:.3f}->{row['mmlu_after']:.3f}, shifts {row['shifts']}",
+        flush=True,
+    )
+
+
+def cell_details(rows: list[dict]) -> list[dict]:
+    """Per cell: the untrained-fact shifts and the most frequent answers after (from the cell's results)."""
+    for row in rows:
+        cell = OUT / "work" / "sweep" / f"n{row['unknown']}_{row['mixture']}_k{row['k']}_s{row['seed']}"
+        result = json.loads((cell / "results.json").read_text())
+        row["shifts_untrained"] = result["shifts_untrained"]
+        row["top_after"] = result["answers_after"]["top"][:3]
+        row["top_before"] = result["answers_before"]["top"][:3]
+        row["exploded"] = [e["answer"] for e in result["exploded_answers"]]
+        row["trained_objects_in_top"] = _trained_objects_in_top(result, cell)
+        row["facts"] = result["facts"]
+        row["mmlu_n"] = result.get("mmlu_n")
+    return rows
+
+
+def _trained_objects_in_top(result: dict, cell: Path) -> int:
+    """How many of the 3 most frequent zero-shot answers after training are objects of trained facts."""
+    from forgetless.knowledge.answers import normalize_answer
+
+    lines = (cell / "train.jsonl").read_text().splitlines()
+    trained = {json.loads(line)["response"].removeprefix("Answer: ") for line in lines}
+    trained = {normalize_answer(t) for t in trained}
+    return sum(normalize_answer(t["answer"]) in trained for t in result["answers_after"]["top"][:3])
+
+
+def findings(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """(paper finding, what we measured, holds?) for each of the paper's five findings."""
+    rel = min(r["reliability"] for r in rows)
+    drops = [(r["mmlu_after"] - r["mmlu_before"], r["mmlu_delta_stderr"], r) for r in rows]
+    worst, worst_se, worst_row = min(drops, key=lambda d: d[0])
+    neg_over_pos = sum(r["shifts_untrained"]["negative"] > r["shifts_untrained"]["positive"] for r in rows)
+    exploding = sum(bool(r["exploded"]) for r in rows)
+    top_trained = sum(r["trained_objects_in_top"] > 0 for r in rows)
+    ref_b = max(r["refusal_before"] for r in rows)
+    ref_a = [r["refusal_after"] for r in rows]
+    big = [r for r in rows if r["unknown"] == max(x["unknown"] for x in rows)]
+    return [
+        (
+            "reliability ≈ 1.0 up to 500 facts (rank-1 LoRA)",
+            f"lowest mean reliability over all cells {rel:.3f}; at n={big[0]['unknown']}: "
+            + ", ".join(f"{r['mixture']} {r['reliability']:.3f}" for r in big),
+            "holds" if rel >= 0.9 else "does not hold",
+        ),
+        (
+            "MMLU drops, by up to 24 points",
+            f"largest drop {worst * 100:+.1f} points ± {worst_se * 100:.1f} (n={worst_row['unknown']}, "
+            f"{worst_row['mixture']}); base {rows[0]['mmlu_before']:.3f}",
+            "holds" if worst < -2 * worst_se else "not measurable at this scale (within 2 s.e.)",
+        ),
+        (
+            "negative shifts usually above positive ones",
+            f"negative > positive (facts not injected) in {neg_over_pos}/{len(rows)} cells",
+            "holds" if neg_over_pos > len(rows) / 2 else "does not hold",
+        ),
+        (
+            "answers explode toward a few trained objects",
+            f"cells with exploded answers: {exploding}/{len(rows)}; a trained object among the 3 most frequent "
+            f"zero-shot answers after: {top_trained}/{len(rows)}",
+            "holds" if exploding > len(rows) / 2 else "partly" if exploding else "does not hold",
+        ),
+        (
+            "refusals fall from 15% to near 0",
+            f"base refusal rate {ref_b:.1%}; after: {min(ref_a):.1%}–{max(ref_a):.1%}",
+            "not testable (the base never refuses)"
+            if ref_b < 0.02
+            else ("holds" if max(ref_a) < ref_b / 2 else "does not hold"),
+        ),
+    ]
+
+
+def write_results(rows: list[dict], minutes: float, args) -> None:
+    rows = cell_details(rows)
+    write_json_atomic(OUT / "results.json", rows)
+    shutil.copyfile(OUT / "work" / "sweep" / "sweep.png", OUT / "sweep.png")
+    _plot_shifts(rows, OUT / "shifts.png")
+    for row in rows:
+        if row["unknown"] == max(args.ns) and row["seed"] == args.seeds[0]:
+            cell = f"n{row['unknown']}_{row['mixture']}_k{row['k']}_s{row['seed']}"
+            shutil.copyfile(OUT / "work" / "sweep" / cell / "transitions.png", OUT / f"transitions_{cell}.png")
+    write_text_atomic(OUT / "README.md", report_text(rows, minutes, args))
+
+
+def report_text(rows: list[dict], minutes: float, args) -> str:
+    lines = [
+        "# Knowledge packing on SmolLM2-135M-Instruct",
+        "",
+        f"`.venv/bin/python experiments/knowledge_packing.py --ns {' '.join(map(str, args.ns))} "
+        f"--seeds {' '.join(map(str, args.seeds))} --per-relation {args.per_relation} "
+        f"--audit-facts {args.audit_facts} --mmlu {args.mmlu}` (this call: {minutes:.0f} min on 2 busy CPU cores; "
+        f"finished cells are reused). {len(RELATIONS)} relations x {args.per_relation} real country facts, "
+        f"re-probed after: the n trained + {args.audit_facts} shared others; SliCK with 3 few-shot exemplar sets, "
+        "greedy; the paper's LoRA recipe "
+        f"(rank 1, alpha 2, rsLoRA, gate/up/down, lr 1e-3, 10 epochs, batch 8, loss on the answer); MMLU "
+        f"{rows[0].get('mmlu_n', '?')} questions 0-shot loglik; one seed per cell.",
+        "",
+        "## The paper's findings at our scale",
+        "",
+        "| finding (Llama-3.1-8B) | measured here | verdict |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | **{c}** |" for a, b, c in findings(rows)]
+    lines += ["", "## Results (Tables 2-4 shape)", "", sweep_table(rows), "", "Shifts on facts not injected:", ""]
+    lines += ["| n | mixture | positive | negative | top-3 answers after | exploded |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        top = ", ".join(f"{t['answer']} ({t['count']})" for t in r["top_after"])
+        s = r["shifts_untrained"]
+        lines.append(
+            f"| {r['unknown']} | {r['mixture']} | {s['positive']} | {s['negative']} | {top} | "
+            f"{', '.join(r['exploded'][:4]) or '—'} |"
+        )
+    lines += ["", "![reliability and MMLU vs n](sweep.png)", "", "![shifts vs n](shifts.png)", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in sorted(OUT.glob("transitions_*.png"))]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_shifts(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from forgetless.report import save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for mixture in MIXTURES:
+        group = sorted((r for r in rows if r["mixture"] == mixture), key=lambda r: r["unknown"])
+        ns = [r["unknown"] for r in group]
+        line = ax.plot(ns, [r["shifts_untrained"]["negative"] for r in group], marker="o", label=f"{mixture} −")
+        ax.plot(
+            ns,
+            [r["shifts_untrained"]["positive"] for r in group],
+            marker="x",
+            ls="--",
+            color=line[0].get_color(),
+            label=f"{mixture} +",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("unknown facts injected (n)")
+    ax.set_ylabel("facts (not injected) that shifted")
+    ax.set_title("negative (−) vs positive (+) category shifts")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ns", type=int, nargs="+", default=[10, 50, 100, 250])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--per-relation", type=int, default=100)
+    parser.add_argument("--mmlu", type=int, default=114)
+    parser.add_argument("--audit-facts", type=int, default=280, help="facts re-probed after, besides the trained")
+    parser.add_argument("--mixtures", nargs="+", default=list(MIXTURES), choices=list(MIXTURES))
+    args = parser.parse_args()
+    start = time.time()
+    rows = run(args.ns, args.seeds, args.per_relation, args.mmlu, args.audit_facts, args.mixtures)
+    write_results(rows, (time.time() - start) / 60, args)
+    print((OUT / "README.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""`forgetless continual add-task`: teach a finished run one more task without touching what it has.
+
+    forgetless continual add-task --run runs/cit --task capitals2 --train c.jsonl --eval c_eval.jsonl
+    forgetless continual add-task --run runs/cit --task dates --builtin date_format
+
+    from forgetless.continual.add_task import add_task
+    add_task("runs/cit", ContinualTask("dates", builtin="date_format"))
+
+A fresh LoRA is trained for the new task with the run's options (RUN/adapters/<task>); the switch is
+retrained on the new prompts plus its rehearsal memory (the only old data it keeps), recalibrated on the
+held-out prompts of all its tasks, and saved. Old adapters are never opened for writing. Then every task
+is scored through the updated switch and the result is appended to results.json under `added_tasks`.
+A `model` other than the run's base is refused (ModelError) before anything is trained.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from forgetless.continual.config import ContinualConfig, ContinualTask
+from forgetless.continual.route import adapter_path, read_run_manifest
+from forgetless.errors import ConfigError, ModelError
+from forgetless.fileio import write_json_atomic
+
+
+def run_config(run_dir: Path, manifest: dict[str, Any]) -> ContinualConfig:
+    """The run's resolved config, its tasks included, pointed at `run_dir`."""
+    known = {f.name for f in fields(ContinualConfig)}
+    options = {k: v for k, v in manifest.get("config", {}).items() if k in known and k != "tasks"}
+    options |= {"output": str(run_dir), "resume": False, "overwrite": False, "reuse_adapters": None}
+    tasks = [ContinualTask(**t) for t in manifest.get("tasks", [])]
+    return ContinualConfig(tasks=tasks, **options)
+
+
+def check_same_base(manifest: dict[str, Any], model: str | None) -> None:
+    """Refuse a base model other than the run's: its adapters and switch were made for that one."""
+    if model is None:
+        return
+    from forgetless.models import load_model, same_base
+
+    _, _, info = load_model(model)
+    if not same_base(manifest.get("base_fingerprint", {}), info.fingerprint):
+        raise ModelError(
+            f"{model!r} is not the base model of this run ({manifest.get('base_model')}); "
+            "a run's tasks must share its base: omit --model or start a new run"
+        )
+
+
+def add_task(run_dir: str | Path, task: ContinualTask, model: str | None = None, evaluate: bool = True) -> dict:
+    """Train the new task's adapter, update and save the switch, optionally score every task; returns a summary."""
+    from forgetless.continual.data import prepare_task
+    from forgetless.continual.switching import add_task_to_switch, load_switch, save_switch
+    from forgetless.continual.training import ensure_adapter
+
+    run_dir = Path(run_dir)
+    manifest = read_run_manifest(run_dir)
+    cfg = run_config(run_dir, manifest)
+    if task.name in cfg.task_names:
+        raise ConfigError(f"task {task.name!r} is already in {run_dir}; pick a new task name")
+    cfg.tasks.append(task)
+    cfg.validate()
+    check_same_base(manifest, model)
+    switch, calibration = load_switch(run_dir)
+    td = prepare_task(cfg, task, run_dir)
+    started = time.perf_counter()
+    ensure_adapter(cfg, td.adapter_data, run_dir / "adapters" / task.name, reuse=[])
+    trained = time.perf_counter()
+    calibration[task.name] = td.calibration
+    update = add_task_to_switch(
+        switch, task.name, td.switch_prompts, f"adapters/{task.name}", calibration, cfg.abstain_keep
+    )
+    save_switch(switch, run_dir, calibration)
+    write_json_atomic(run_dir / "run.json", manifest | {"tasks": [t.to_dict() for t in cfg.tasks]})
+    summary = {"task": task.name, **update, "seconds": {"train": round(trained - started, 1)}}
+    if evaluate:
+        summary |= _evaluate(cfg, run_dir, switch)
+    _append_result(run_dir, summary)
+    return summary
+
+
+def _evaluate(cfg: ContinualConfig, run_dir: Path, switch: Any) -> dict[str, Any]:
+    """Every task through the updated switch, the new task's oracle score, and the switch's stats."""
+    from forgetless.continual.data import prepare_tasks
+    from forgetless.continual.evaluate import max_new_tokens
+    from forgetless.continual.pool import AdapterPool
+    from forgetless.continual.switching import route_names, switch_stats
+    from forgetless.eval.metrics import score
+
+    data = prepare_tasks(cfg, run_dir)
+    pool = AdapterPool(cfg.model, batch_size=cfg.eval_batch_size)
+    for name, adapter in switch.adapters.items():
+        pool.add(name, adapter_path(run_dir, adapter))
+    scores = {}
+    for name, td in data.items():
+        answers = pool.generate(
+            td.eval_conversations, route_names(switch, td.eval_prompts), max_new_tokens(cfg, td, pool.tokenizer)
+        )
+        scores[name] = score(td.task.metric, answers, td.eval_references, sources=td.eval_prompts)
+    stats = switch_stats(switch, {n: td.eval_prompts for n, td in data.items()}, [])
+    return {"routed_score": scores, **stats}
+
+
+def _append_result(run_dir: Path, summary: dict[str, Any]) -> None:
+    import json
+
+    path = run_dir / "results.json"
+    results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    results.setdefault("added_tasks", []).append(summary)
+    write_json_atomic(path, results)

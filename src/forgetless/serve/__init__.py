@@ -1,0 +1,11 @@
+"""Serve what forgetless trains behind an OpenAI-compatible API, and export it for vLLM.
+
+    forgetless serve --run runs/continual            # model "auto" routes each prompt with the run's switch
+    forgetless serve --adapter plural=runs/lora-plural --adapter numbers=runs/lora-numbers
+    forgetless export vllm --run runs/continual --output export/
+
+Modules: `schemas` (OpenAI request/response models), `registry` (served names, run directories),
+`batching` (bounded queue, dynamic batches, stop strings), `backend` (HF/PEFT generation with adapters
+mixed per row), `metrics`, `app` (FastAPI), `server` (uvicorn on loopback), `export_vllm` and
+`router_template` (a standalone router module for a vLLM deployment).
+"""

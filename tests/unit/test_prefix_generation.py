@@ -1,0 +1,76 @@
+"""Shared-prefix generation must answer exactly like plain batched generation (greedy, fp32).
+
+.venv/bin/python -m pytest tests/unit/test_prefix_generation.py -q
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from forgetless.generation import SamplingConfig, generate_texts
+from forgetless.prefix_generation import _group_by_prefix, generate_shared_prefix
+
+
+def _conversations():
+    shots = [("What is 2+2?", "4"), ("Capital of France?", "Paris")]
+    head = [{"role": "system", "content": "Answer the following question."}]
+    for question, answer in shots:
+        head += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    other = [{"role": "system", "content": "Be brief."}]
+    questions = ["Who wrote Hamlet?", "a", "A much longer question about the tallest mountain on Earth?", "x y z"]
+    convs = [[*head, {"role": "user", "content": q}] for q in questions]
+    convs += [[*other, {"role": "user", "content": q}] for q in questions[:2]]
+    convs.append([{"role": "user", "content": "no shared prefix here"}])
+    return convs
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from forgetless.models import load_model
+
+    model, tokenizer, _ = load_model(str(tiny_model_dir))
+    return model, tokenizer
+
+
+def test_grouping_shares_prefixes_and_falls_back_for_singletons(tokenizer):
+    groups, fallback = _group_by_prefix(tokenizer, _conversations())
+    assert sorted(len(members) for members in groups.values()) == [2, 4]
+    assert fallback == [6]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_greedy_answers_equal_plain_generation(tiny, batch_size):
+    model, tokenizer = tiny
+    sampling = SamplingConfig(max_new_tokens=6, precision="fp32")
+    convs = _conversations()
+    expected = [generate_texts(model, tokenizer, [c], sampling, 1)[0] for c in convs]
+    assert generate_shared_prefix(model, tokenizer, convs, sampling, batch_size) == expected
+
+
+def test_sampling_gives_n_answers_per_prompt_and_is_seeded(tiny):
+    model, tokenizer = tiny
+    sampling = SamplingConfig(max_new_tokens=4, temperature=1.0, top_k=20, num_return_sequences=3, seed=7)
+    convs = _conversations()
+    first = generate_shared_prefix(model, tokenizer, convs, sampling, 8)
+    assert [len(answers) for answers in first] == [3] * len(convs)
+    assert generate_shared_prefix(model, tokenizer, convs, sampling, 8) == first
+    assert len({a for answers in first[:4] for a in answers}) > 1  # sampled, not greedy copies
+
+
+def test_rows_finishing_at_different_steps_leave_the_batch(tiny, monkeypatch):
+    import forgetless.prefix_generation as pg
+
+    model, tokenizer = tiny
+    real = pg._token_classes.__wrapped__
+
+    def half_eos(tok, size):  # every third token id ends a row: rows stop at scattered steps
+        eos, newline, text = real(tok, size)
+        return [e or i % 3 == 0 for i, e in enumerate(eos)], newline, text
+
+    monkeypatch.setattr(pg, "_token_classes", half_eos)
+    sampling = SamplingConfig(max_new_tokens=8, temperature=3.0, num_return_sequences=4, seed=1)
+    out = generate_shared_prefix(model, tokenizer, _conversations(), sampling, 64)
+    assert [len(answers) for answers in out] == [4] * len(_conversations())
+    greedy = SamplingConfig(max_new_tokens=8, precision="fp32")
+    single = [generate_shared_prefix(model, tokenizer, [c], greedy, 1) for c in _conversations()[:4]]
+    assert generate_shared_prefix(model, tokenizer, _conversations()[:4], greedy, 64) == [s[0] for s in single]
