@@ -26,21 +26,7 @@ def load_yaml_options(path: str | Path, schema: type, list_ok: frozenset[str] = 
     Keys in `list_ok` may also hold a list of values of their type (a sweep grid).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; check the --config path")
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of option: value")
-    lines = {str(k.value): k.start_mark.line + 1 for k, _ in root.value}
+    data, lines = read_yaml_mapping(path, "config file", "a config must be a mapping of option: value")
     hints = typing.get_type_hints(schema)
     allowed = {f.name for f in dataclasses.fields(schema)}
     options = {}
@@ -53,6 +39,26 @@ def load_yaml_options(path: str | Path, schema: type, list_ok: frozenset[str] = 
         else:
             options[name] = coerce(value, hints[name], loc)
     return options
+
+
+def read_yaml_mapping(path: Path, what: str, not_mapping: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """The YAML mapping in `path` ({} when empty) and the line of each top-level key; ConfigError when the
+    file is missing, is not valid YAML, or is not a mapping (`not_mapping` is then the message)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found; check the --config path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {not_mapping}")
+    return data, {str(k.value): k.start_mark.line + 1 for k, _ in root.value}
 
 
 def coerce(value: Any, hint: Any, loc: str) -> Any:

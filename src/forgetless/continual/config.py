@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from forgetless.errors import ConfigError
 from forgetless.eval.metrics import TEXT_METRICS
 from forgetless.yamlconfig import coerce
@@ -184,19 +182,12 @@ def load_continual_config(path: str | Path, **overrides: Any) -> ContinualConfig
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: task sequence file not found; check the --config path")
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with a `tasks:` list (and options); see configs/*.yaml")
-    lines = {str(k.value): k.start_mark.line + 1 for k, _ in root.value}
+    from forgetless.yamlconfig import read_yaml_mapping
+
+    expected = "expected a mapping with a `tasks:` list (and options); see configs/*.yaml"
+    data, lines = read_yaml_mapping(path, "task sequence file", expected)
+    if not data:
+        raise ConfigError(f"{path}: {expected}")
     return data, lines
 
 
