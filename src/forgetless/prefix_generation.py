@@ -6,29 +6,33 @@
 Few-shot probes ask thousands of questions behind a handful of identical prefixes (system prompt plus the
 same k exemplar turns). On a CPU the prompt's forward pass is most of the cost of a short answer, and
 batching alone does not share it. Here conversations are grouped by their prefix (every message but the
-last, rendered with the chat template); each prefix runs through the model once, its KV cache is
-broadcast to a batch of suffixes (the last user turn + the generation prompt), and the batch is decoded
-with a small greedy/sampling loop that stops as soon as every row is done. Only the last position's
-logits are computed. Layout of a batch row (suffixes are left-padded between prefix and suffix; the
-attention mask has a hole there and position ids continue from the prefix, so each row computes what the
-full unpadded prompt would):
+last, rendered with the chat template, grown over the tokens all its questions start with); each prefix
+runs through the model once, and only the suffixes (the question + the generation prompt) and the
+answers run per row:
 
-    [prefix (cached, shared)] [pad ... pad] [suffix tokens] [generated tokens ...]
+- cascade attention (`forgetless.prefix_attention`): rows read their prefix's KV cache in place, so a
+  row's cache holds only its own tokens; models whose attention cannot take it get the prefix cache
+  broadcast to the rows instead (same answers, more copying);
+- continuous batching (`forgetless.prefix_batching`): rows leave when done and new rows, of the same
+  or the next prefix, join once half the batch has left, so the batch stays full to the end;
+- only the last position's logits are computed; with `stop_at_newline` a row also stops at the first
+  line break after some text (the probe reads the first line only).
 
-Rows whose full token ids do not start with their prefix's ids (a template that re-tokenizes across the
-boundary) and, when one answer per prompt is drawn, prefixes used by a single conversation go through
-plain `generate_texts`. With
-`stop_at_newline`, a row also stops at the first line break after some text (callers that only read the
-first line, like the probe, save the tokens a rambling model writes after its answer).
+Position ids continue from the prefix and left padding is masked, so each row computes what its full
+unpadded prompt would (tested equal to `generate_texts` in fp32). Rows whose token ids do not start with
+their prefix's ids (a template that re-tokenizes across the boundary) and, when one answer per prompt is
+drawn, prefixes used by a single conversation go through plain `generate_texts`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 
 from forgetless.data.chat import render_prompt, tokenize_prompt
 from forgetless.generation import SamplingConfig, generate_texts, inference_weights
+from forgetless.prefix_batching import Decoder, decode_groups
 
 
 def generate_shared_prefix(
@@ -57,18 +61,31 @@ def generate_shared_prefix(
 
 
 def _decode_groups(model, tokenizer, groups, sampling, batch_size, stop_at_newline, generator, results) -> None:
-    per_chunk = max(1, batch_size // sampling.num_return_sequences)
-    for prefix, members in groups.items():
-        cache = prefix_kv_cache(model, list(prefix), sampling.precision)
-        members.sort(key=lambda item: len(item[1]))
-        for start in range(0, len(members), per_chunk):
-            chunk = members[start : start + per_chunk]
-            rows = _decode(
-                model, tokenizer, cache, len(prefix), [s for _, s in chunk], sampling, generator, stop_at_newline
-            )
-            per = sampling.num_return_sequences
-            for offset, (index, _) in enumerate(chunk):
-                results[index] = rows[offset * per : (offset + 1) * per]
+    """Decode every group, with cascade attention where the model allows it, else broadcast prefixes."""
+    from forgetless.prefix_attention import UnsupportedAttention, shared_prefix_attention
+
+    per = sampling.num_return_sequences
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    stops = _stop_tokens(tokenizer, _vocab_size(model, tokenizer), stop_at_newline)
+    prefixes = [list(prefix) for prefix in groups]
+    suffixes = [[suffix for _, suffix in members] for members in groups.values()]
+
+    def decode(segments):
+        decoder = Decoder(model, sampling, generator, stops, _pick, pad, prefixes, prefix_kv_cache, segments)
+        return decode_groups(decoder, suffixes, batch_size)
+
+    rows = None
+    with shared_prefix_attention(model) as segments, _decoding(model, sampling.precision):
+        try:
+            rows = decode(segments) if segments is not None else None
+        except UnsupportedAttention:
+            rows = None
+    if rows is None:
+        with _decoding(model, sampling.precision):
+            rows = decode(None)
+    for members, group_rows in zip(groups.values(), rows, strict=True):
+        for offset, (index, _) in enumerate(members):
+            results[index] = [_text(tokenizer, row, stops) for row in group_rows[offset * per : (offset + 1) * per]]
 
 
 def _group_by_prefix(tokenizer, conversations, singletons_apart: bool = True) -> tuple[dict, list[int]]:
@@ -78,9 +95,13 @@ def _group_by_prefix(tokenizer, conversations, singletons_apart: bool = True) ->
     with `singletons_apart` it goes to plain batched generation; with several samples per conversation it
     stays, as its prefix is then computed once for all of them."""
     groups: dict[tuple[int, ...], list] = {}
+    prefix_ids: dict[tuple, list[int]] = {}  # few-shot probes repeat a handful of prefixes many times
     for index, conv in enumerate(conversations):
         full = tokenize_prompt(tokenizer, render_prompt(tokenizer, conv))
-        prefix = _prefix_ids(tokenizer, conv[:-1]) if len(conv) > 1 else []
+        key = tuple((message["role"], message["content"]) for message in conv[:-1])
+        if key not in prefix_ids:
+            prefix_ids[key] = _prefix_ids(tokenizer, conv[:-1]) if len(conv) > 1 else []
+        prefix = prefix_ids[key]
         if prefix and len(prefix) < len(full) and full[: len(prefix)] == prefix:
             groups.setdefault(tuple(prefix), []).append((index, full[len(prefix) :]))
         else:
@@ -125,54 +146,6 @@ def prefix_kv_cache(model, prefix: list[int], precision: str) -> list[tuple]:
     return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
 
 
-def _decode(model, tokenizer, prefix_kv, prefix_len, suffixes, sampling, generator, stop_at_newline) -> list[str]:
-    """Decode one chunk of suffixes behind the shared prefix; returns num_return_sequences texts per suffix.
-
-    Finished rows leave the batch (their cache rows are dropped), so the long tail of one rambling row
-    costs one row's compute, not the whole batch's.
-    """
-    import torch
-
-    per = sampling.num_return_sequences
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids, mask, positions, cache = batch_behind_prefix(model, prefix_kv, prefix_len, suffixes, pad)
-    rows, device = len(suffixes) * per, model.device
-    generated: list[list[int]] = [[] for _ in range(rows)]
-    active = torch.arange(rows, device=device)  # original row of each batch row
-    has_text = torch.zeros(rows, dtype=torch.bool, device=device)
-    stops = None
-    with torch.inference_mode(), _autocast(model, sampling.precision):
-        for step in range(sampling.max_new_tokens):
-            out = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            logits = out.logits[:, -1, :].float()
-            if per > 1 and step == 0:  # the samples of a prompt share its suffix's forward pass, then fan out
-                logits, mask, positions = (t.repeat_interleave(per, dim=0) for t in (logits, mask, positions))
-                cache.batch_repeat_interleave(per)
-            stops = stops or _stop_tokens(tokenizer, logits.shape[-1], stop_at_newline)
-            token = _pick(logits, sampling, generator)
-            for row, value in zip(active.tolist(), token.tolist(), strict=True):
-                generated[row].append(value)
-            done = stops.is_eos[token] | (stops.is_newline[token] & has_text)
-            has_text |= stops.has_text[token]
-            if bool(done.all()):
-                break
-            keep = (~done).nonzero().squeeze(1)
-            if len(keep) < len(active):
-                cache.batch_select_indices(keep)
-                active, has_text, token, mask = active[keep], has_text[keep], token[keep], mask[keep]
-                positions = positions[keep]
-            ids, positions = token[:, None], positions[:, -1:] + 1
-            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=device)], dim=1)
-    return [_text(tokenizer, row, stops) for row in generated]
-
-
 def batch_behind_prefix(model, prefix_kv, prefix_len: int, suffixes: list[list[int]], pad: int):
     """Left-padded suffix ids, the mask with its hole, continuing position ids, the broadcast prefix cache."""
     import torch
@@ -188,20 +161,25 @@ def batch_behind_prefix(model, prefix_kv, prefix_len: int, suffixes: list[list[i
 
 
 def _pick(logits, sampling: SamplingConfig, generator):
+    """Greedy, or a sample after temperature, top-k and top-p. With top-k the draw is made among the k
+    best tokens only (`torch.multinomial` over a 49k vocabulary cost 60 ms per step for 64 rows)."""
     import torch
 
     if sampling.temperature <= 0:
         return logits.argmax(-1)
-    logits = logits / sampling.temperature
-    if sampling.top_k:
-        kth = logits.topk(min(sampling.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    logits, indices = logits / sampling.temperature, None
+    if sampling.top_k and sampling.top_k < logits.shape[-1]:
+        logits, indices = logits.topk(sampling.top_k, dim=-1)
     probs = torch.softmax(logits, dim=-1)
     if sampling.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         drop = sorted_probs.cumsum(-1) - sorted_probs > sampling.top_p
         probs = probs.scatter(1, order, sorted_probs.masked_fill(drop, 0.0))
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    if indices is None:  # exponential race: an exact categorical draw, without multinomial's slow path
+        choice = (probs / torch.empty_like(probs).exponential_(generator=generator)).argmax(-1)
+    else:
+        choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return choice if indices is None else indices.gather(1, choice[:, None]).squeeze(1)
 
 
 def _text(tokenizer, row: list[int], stops) -> str:
@@ -244,6 +222,21 @@ def _generator(model, seed: int | None):
     generator = torch.Generator(device=model.device)
     generator.manual_seed(0 if seed is None else seed)
     return generator
+
+
+def _vocab_size(model, tokenizer) -> int:
+    """Width of the model's logits (the tokenizer's vocabulary may be smaller)."""
+    head = model.get_output_embeddings()
+    weight = getattr(head, "weight", None)
+    return int(weight.shape[0]) if weight is not None else max(model.config.vocab_size, len(tokenizer))
+
+
+@contextmanager
+def _decoding(model, precision: str) -> Iterator[None]:
+    import torch
+
+    with torch.inference_mode(), _autocast(model, precision):
+        yield
 
 
 def _autocast(model, precision: str):

@@ -74,3 +74,68 @@ def test_rows_finishing_at_different_steps_leave_the_batch(tiny, monkeypatch):
     greedy = SamplingConfig(max_new_tokens=8, precision="fp32")
     single = [generate_shared_prefix(model, tokenizer, [c], greedy, 1) for c in _conversations()[:4]]
     assert generate_shared_prefix(model, tokenizer, _conversations()[:4], greedy, 64) == [s[0] for s in single]
+
+
+def test_cascade_attention_is_used_and_mixes_prefix_groups_in_one_batch(tiny, monkeypatch):
+    import forgetless.prefix_attention as pa
+
+    model, tokenizer = tiny
+    real, seen = pa.cascade_attention, []
+
+    def counting(module, query, *args, **kwargs):
+        segments = pa._SEGMENTS.get()
+        seen.append(len(segments.parts) if segments else 0)
+        return real(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(pa, "cascade_attention", counting)
+    sampling = SamplingConfig(max_new_tokens=6, precision="fp32")
+    convs = _conversations()
+    expected = [generate_texts(model, tokenizer, [c], sampling, 1)[0] for c in convs]
+    assert generate_shared_prefix(model, tokenizer, convs, sampling, 16) == expected
+    assert max(seen) == 2  # rows behind both system prompts decoded together
+    assert model.config._attn_implementation != pa.NAME  # put back after the call
+
+
+def test_falls_back_to_broadcast_prefixes_when_attention_is_unsupported(tiny, monkeypatch):
+    import forgetless.prefix_attention as pa
+
+    model, tokenizer = tiny
+
+    def unsupported(module, *args, **kwargs):
+        raise pa.UnsupportedAttention("soft-capping")
+
+    monkeypatch.setattr(pa, "cascade_attention", unsupported)
+    sampling = SamplingConfig(max_new_tokens=6, precision="fp32")
+    convs = _conversations()
+    expected = [generate_texts(model, tokenizer, [c], sampling, 1)[0] for c in convs]
+    assert generate_shared_prefix(model, tokenizer, convs, sampling, 3) == expected
+
+
+def test_top_k_sampling_draws_vocabulary_ids_among_the_k_best():
+    import torch
+
+    from forgetless.prefix_generation import _pick
+
+    logits = torch.randn(6, 500, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    top1 = SamplingConfig(temperature=0.7, top_k=1)
+    assert torch.equal(_pick(logits, top1, generator), logits.argmax(-1))  # ids mapped back, not top-k slots
+    top5 = SamplingConfig(temperature=5.0, top_k=5)
+    best = logits.topk(5, dim=-1).indices
+    draws = torch.stack([_pick(logits, top5, generator) for _ in range(50)], dim=1)
+    assert bool((draws[..., None] == best[:, None, :]).any(-1).all())
+    assert len(set(draws[0].tolist())) > 1
+    full = SamplingConfig(temperature=1.0)  # no top-k: exponential race over the whole vocabulary
+    assert _pick(logits, full, generator).shape == (6,)
+
+
+def test_full_vocabulary_sampling_follows_the_softmax():
+    import torch
+
+    from forgetless.prefix_generation import _pick
+
+    probs = torch.tensor([0.7, 0.2, 0.1])
+    logits = probs.log().expand(20000, 3)
+    draws = _pick(logits, SamplingConfig(temperature=1.0), torch.Generator().manual_seed(3))
+    freq = torch.bincount(draws, minlength=3).float() / len(draws)
+    assert torch.allclose(freq, probs, atol=0.015)
