@@ -12,9 +12,9 @@ substring match) and the very same prompts (`exemplar_sets` + `build_conversatio
 --facts facts; exemplar sets are drawn per relation, so most prompts of a set share their few-shot prefix):
 
 - batched: `probe_facts(..., batch_size=--batch-size)`, no cache (what `forgetless probe` runs): prompts
-  grouped by few-shot prefix, each prefix's KV cache computed once and broadcast to batches of questions,
-  decoding stops per row at end-of-turn or at the line break after the answer (the probe reads the
-  first line only);
+  grouped by few-shot prefix, each prefix's KV cache computed once and read in place by the questions
+  (cascade attention), rows decoded with continuous batching across prefixes, decoding stops per row at
+  end-of-turn or at the line break after the answer (the probe reads the first line only);
 - loop: every prompt on its own through `generate_texts(..., batch_size=1)` (HF `generate`, KV cache,
   stops at end-of-turn; the weights are cast to bf16 once for the whole arm, as the batched arm does),
   no cache; for samples > 0 the facts whose greedy answers are all wrong get

@@ -112,7 +112,28 @@ def load_model(spec: str | None = None, device: str | None = None, dtype: str = 
             hf_logging.enable_progress_bar()
     model.to(device or pick_device())
     model.eval()
+    contiguous_head_input(model)
     return model, tokenizer, ModelInfo(model_id, path, fingerprint(model))
+
+
+def contiguous_head_input(model) -> None:
+    """Hand the LM head a contiguous input (idempotent; `load_model` does it).
+
+    With `logits_to_keep`, transformers slices the hidden states (`h[:, -k:, :]`), which cannot be viewed
+    as a matrix; when the head's weight does not require grad (any PEFT-wrapped or frozen model) torch's
+    matmul then expands the weight to the batch, copying it once per row: 64 x 576 x 49,152 values per
+    forward on SmolLM2, 10x the cost of the whole forward (measured: a 64 x 9 pass of the adapted model,
+    4.6 s without this, 0.46 s with it). A contiguous copy of the sliced rows is tiny.
+    """
+    head = model.get_output_embeddings()
+    if head is None or getattr(head, "_forgetless_contiguous_input", False):
+        return
+    head.register_forward_pre_hook(_contiguous_first_argument)
+    head._forgetless_contiguous_input = True
+
+
+def _contiguous_first_argument(module, args):
+    return (args[0].contiguous(), *args[1:]) if args else None
 
 
 def fingerprint(model) -> dict[str, Any]:

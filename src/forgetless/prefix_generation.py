@@ -47,7 +47,10 @@ def generate_shared_prefix(
 
     `batch_size` counts decoded rows (a conversation with 4 samples takes 4 rows).
     """
+    from forgetless.models import contiguous_head_input
+
     sampling = (sampling or SamplingConfig()).validate()
+    contiguous_head_input(model)  # models not loaded by `load_model` too: a frozen head copies otherwise
     groups, fallback = _group_by_prefix(tokenizer, conversations, sampling.num_return_sequences == 1)
     results: list[list[str]] = [[] for _ in conversations]
     if fallback:

@@ -84,3 +84,23 @@ def test_lora_is_merged_for_generation_and_unmerged_exactly(tiny_model_dir):
         pass
     assert all(torch.equal(before[name], p) for name, p in model.named_parameters())
     assert not any(m._disable_adapters for m in model.modules() if hasattr(m, "_disable_adapters"))
+
+
+def test_lm_head_gets_a_contiguous_input_on_frozen_peft_models(tiny_model_dir):
+    """`logits_to_keep` slices the hidden states; a frozen head would then copy its weight per row."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from forgetless.models import contiguous_head_input, load_model
+
+    model, _, _ = load_model(str(tiny_model_dir))
+    contiguous_head_input(model)  # idempotent: a second call adds no second hook
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["gate_proj"]))
+    head = peft_model.get_output_embeddings()
+    assert not head.weight.requires_grad
+    seen = []
+    head.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    with torch.inference_mode():
+        peft_model(input_ids=torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]]), logits_to_keep=1)
+    assert seen == [True]
+    assert len(head._forward_pre_hooks) == 2  # ours + the test's
