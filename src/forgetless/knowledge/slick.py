@@ -48,6 +48,9 @@ from forgetless.knowledge.probe_cache import ProbeCache, cache_key, fact_hash
 CATEGORIES = ("HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown")
 SYSTEM_PROMPT = "Answer the following question."
 PROMPT_FORMAT = "slick-v3"  # bump when the prompt layout changes: it is part of the cache key
+# bump when generation numerics change (bf16 flips near-tied answers; a "before" probed by another engine
+# than the "after" would show up as category shifts): part of the cache key too
+GENERATION_ENGINE = "cascade-v1"
 MAX_KEPT_SAMPLES = 8  # distinct sampled answers kept per fact in the outputs
 PREFIX_REUSE = 8  # batches per generate call, so each shared few-shot prefix is computed once per 8 batches
 FACTS_FILE = "facts.jsonl"  # the per-fact output (one FactProbe per line, with its `category`)
@@ -85,7 +88,7 @@ class ProbeSettings:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "system": SYSTEM_PROMPT, "format": PROMPT_FORMAT}
+        return {**asdict(self), "system": SYSTEM_PROMPT, "format": PROMPT_FORMAT, "engine": GENERATION_ENGINE}
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 from forgetless.fileio import write_json_atomic
 from forgetless.knowledge.probe_cache import _digest, fact_hash
 
-SNAPSHOT_VERSION = 2  # bump when how a snapshot is measured changes
+SNAPSHOT_VERSION = 3  # bump when how a snapshot is measured changes (3: the cascade-attention engine)
 
 
 def snapshot_path(cache_dir: Path, key: str, facts, settings) -> Path:
