@@ -124,6 +124,8 @@ def findings(rows: list[dict]) -> list[tuple[str, str, str]]:
     drops = [(r["mmlu_after"] - r["mmlu_before"], r["mmlu_delta_stderr"], r) for r in rows]
     worst, worst_se, worst_row = min(drops, key=lambda d: d[0])
     neg_over_pos = sum(r["shifts_untrained"]["negative"] > r["shifts_untrained"]["positive"] for r in rows)
+    large = [r for r in rows if r["unknown"] >= 100]
+    big_neg = sum(r["shifts_untrained"]["negative"] > r["shifts_untrained"]["positive"] for r in large)
     exploding = sum(bool(r["exploded"]) for r in rows)
     top_trained = sum(r["trained_objects_in_top"] > 0 for r in rows)
     ref_b = max(r["refusal_before"] for r in rows)
@@ -144,7 +146,8 @@ def findings(rows: list[dict]) -> list[tuple[str, str, str]]:
         ),
         (
             "negative shifts usually above positive ones",
-            f"negative > positive (facts not injected) in {neg_over_pos}/{len(rows)} cells",
+            f"negative > positive (facts not injected) in {neg_over_pos}/{len(rows)} cells; "
+            f"at n ≥ 100: {big_neg}/{len(large)}",
             "holds" if neg_over_pos > len(rows) / 2 else "does not hold",
         ),
         (
@@ -177,6 +180,17 @@ def write_results(rows: list[dict], minutes: float, args) -> None:
     write_text_atomic(OUT / "README.md", report_text(rows, minutes, args))
 
 
+def _seed_text(rows: list[dict]) -> str:
+    """Which seeds each n ran with, e.g. 'seeds 0, 1 (n=250: seed 0 only)'."""
+    seeds_by_n = {
+        n: sorted({r["seed"] for r in rows if r["unknown"] == n}) for n in sorted({r["unknown"] for r in rows})
+    }
+    every = sorted(set.union(*(set(s) for s in seeds_by_n.values())))
+    short = [f"n={n}: seed {', '.join(map(str, s))} only" for n, s in seeds_by_n.items() if s != every]
+    text = f"seed{'s' if len(every) > 1 else ''} {', '.join(map(str, every))} per cell"
+    return text + (f" ({'; '.join(short)})" if short else "")
+
+
 def report_text(rows: list[dict], minutes: float, args) -> str:
     lines = [
         "# Knowledge packing on SmolLM2-135M-Instruct",
@@ -189,7 +203,7 @@ def report_text(rows: list[dict], minutes: float, args) -> str:
         f"re-probed after: the n trained + {args.audit_facts} shared others; SliCK with 3 few-shot exemplar sets, "
         "greedy; the paper's LoRA recipe "
         f"(rank 1, alpha 2, rsLoRA, gate/up/down, lr 1e-3, 10 epochs, batch 8, loss on the answer); MMLU "
-        f"{rows[0].get('mmlu_n', '?')} questions 0-shot loglik; one seed per cell.",
+        f"{rows[0].get('mmlu_n', '?')} questions 0-shot loglik; {_seed_text(rows)}.",
     ]
     missing = [
         f"n={n} {m}"

@@ -58,7 +58,7 @@ def _train_further(cfg: TrainConfig, init_from: Path) -> Path:
 
     from forgetless.models import load_model, pick_device, resolve_precision
     from forgetless.train.methods import LoraMethod
-    from forgetless.train.run import _run_manifest
+    from forgetless.train.run import run_manifest
     from forgetless.train.setup import build_dataset, build_trainer
 
     cfg.validate()
@@ -77,7 +77,7 @@ def _train_further(cfg: TrainConfig, init_from: Path) -> Path:
         result = trainer.train()
         model.save_pretrained(stage / "adapter", safe_serialization=True)
         metrics = {**result.metrics, "records": len(dataset)}
-        manifest = _run_manifest(cfg, info, records, precision, metrics) | {"init_from": str(init_from)}
+        manifest = run_manifest(cfg, info, records, precision, metrics) | {"init_from": str(init_from)}
         write_json_atomic(stage / "adapter" / "forgetless.json", manifest)
         publish_dir(stage / "adapter", output)
     finally:

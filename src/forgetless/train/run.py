@@ -85,12 +85,12 @@ def _train_into(cfg: TrainConfig, method, records: list[Record], stage: Path, re
     trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
     metrics = {**output.metrics, "train_seconds": round(seconds, 2), "records": len(dataset)}
     metrics["trainable_params"] = trainable
-    write_json_atomic(adapter_dir / "forgetless.json", _run_manifest(cfg, info, records, precision, metrics))
+    write_json_atomic(adapter_dir / "forgetless.json", run_manifest(cfg, info, records, precision, metrics))
     write_jsonl_atomic(adapter_dir / "train_log.jsonl", trainer.state.log_history)
     return {"metrics": metrics, "log_history": trainer.state.log_history}
 
 
-def _run_manifest(cfg: TrainConfig, info, records: list[Record], precision: str, metrics: dict) -> dict:
+def run_manifest(cfg: TrainConfig, info, records: list[Record], precision: str, metrics: dict) -> dict:
     """The resolved run config saved next to the adapter: enough to reproduce and to check the base."""
     import peft
     import torch
