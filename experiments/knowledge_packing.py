@@ -108,6 +108,30 @@ def cell_details(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def exemplar_draw_noise(rows: list[dict]) -> str | None:
+    """Base-model categories of the same facts under two seeds' exemplar draws (same weights, same engine)."""
+    by_seed: dict[int, dict[str, str]] = {}
+    for row in rows:
+        cell = OUT / "work" / "sweep" / f"n{row['unknown']}_{row['mixture']}_k{row['k']}_s{row['seed']}"
+        for line in (cell / "facts_before.jsonl").read_text().splitlines():
+            fact = json.loads(line)
+            by_seed.setdefault(row["seed"], {})[fact["fact_id"]] = fact["category"]
+    if len(by_seed) < 2:
+        return None
+    (seed_a, cats_a), (seed_b, cats_b) = sorted(by_seed.items())[:2]
+    shared = sorted(set(cats_a) & set(cats_b))
+    moved = sum(cats_a[f] != cats_b[f] for f in shared)
+    unknown = [f for f in shared if cats_a[f] == "Unknown"]
+    not_unknown = sum(cats_b[f] != "Unknown" for f in unknown)
+    return (
+        f"**SliCK with 3 exemplar sets is noisy.** The base model, same weights, same engine, probed with seed "
+        f"{seed_a}'s and seed {seed_b}'s exemplar draws: {moved} of {len(shared)} shared facts change category; "
+        f"{not_unknown} of the {len(unknown)} seed-{seed_a} Unknown facts are not Unknown under seed {seed_b}. "
+        "Before/after comparisons inside a cell use the same exemplars, so this noise does not enter the "
+        "shift counts; for stable categories probe with more sets (`--exemplar-sets`, default 10 as in the paper)."
+    )
+
+
 def _trained_objects_in_top(result: dict, cell: Path) -> int:
     """How many of the 3 most frequent zero-shot answers after training are objects of trained facts."""
     from forgetless.knowledge.answers import normalize_answer
@@ -123,6 +147,9 @@ def findings(rows: list[dict]) -> list[tuple[str, str, str]]:
     rel = min(r["reliability"] for r in rows)
     drops = [(r["mmlu_after"] - r["mmlu_before"], r["mmlu_delta_stderr"], r) for r in rows]
     worst, worst_se, worst_row = min(drops, key=lambda d: d[0])
+    best, best_se, _ = max(drops, key=lambda d: d[0])
+    beyond = sum(d < -2 * se for d, se, _ in drops)
+    up = sum(d > 2 * se for d, se, _ in drops)
     neg_over_pos = sum(r["shifts_untrained"]["negative"] > r["shifts_untrained"]["positive"] for r in rows)
     large = [r for r in rows if r["unknown"] >= 100]
     big_neg = sum(r["shifts_untrained"]["negative"] > r["shifts_untrained"]["positive"] for r in large)
@@ -134,15 +161,23 @@ def findings(rows: list[dict]) -> list[tuple[str, str, str]]:
     return [
         (
             "reliability ≈ 1.0 up to 500 facts (rank-1 LoRA)",
-            f"lowest mean reliability over all cells {rel:.3f}; at n={big[0]['unknown']}: "
-            + ", ".join(f"{r['mixture']} {r['reliability']:.3f}" for r in big),
+            f"lowest mean reliability over all cells {rel:.3f}; at n={big[0]['unknown']} (per seed): "
+            + ", ".join(
+                f"{m} " + " / ".join(f"{r['reliability']:.3f}" for r in big if r["mixture"] == m)
+                for m in dict.fromkeys(r["mixture"] for r in big)
+            ),
             "holds" if rel >= 0.9 else "does not hold",
         ),
         (
             "MMLU drops, by up to 24 points",
             f"largest drop {worst * 100:+.1f} points ± {worst_se * 100:.1f} (n={worst_row['unknown']}, "
-            f"{worst_row['mixture']}); base {rows[0]['mmlu_before']:.3f}",
-            "holds" if worst < -2 * worst_se else "not measurable at this scale (within 2 s.e.)",
+            f"{worst_row['mixture']}); base {rows[0]['mmlu_before']:.3f}; largest rise {best * 100:+.1f} ± "
+            f"{best_se * 100:.1f}; cells beyond 2 s.e.: {beyond} down, {up} up",
+            "holds"
+            if beyond
+            else "not measurable at this scale (no drop beyond 2 s.e.; a below-chance base rises toward 0.25)"
+            if up and rows[0]["mmlu_before"] < 0.25
+            else "not measurable at this scale (within 2 s.e.)",
         ),
         (
             "negative shifts usually above positive ones",
@@ -221,13 +256,15 @@ def report_text(rows: list[dict], minutes: float, args) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {a} | {b} | **{c}** |" for a, b, c in findings(rows)]
+    noise = exemplar_draw_noise(rows)
+    lines += ["", noise] if noise else []
     lines += ["", "## Results (Tables 2-4 shape)", "", sweep_table(rows), "", "Shifts on facts not injected:", ""]
-    lines += ["| n | mixture | positive | negative | top-3 answers after | exploded |", "|---|---|---|---|---|---|"]
+    lines += ["| n | mixture | seed | positive | negative | top-3 answers after | exploded |", "|---|" * 7]
     for r in rows:
         top = ", ".join(f"{t['answer']} ({t['count']})" for t in r["top_after"])
         s = r["shifts_untrained"]
         lines.append(
-            f"| {r['unknown']} | {r['mixture']} | {s['positive']} | {s['negative']} | {top} | "
+            f"| {r['unknown']} | {r['mixture']} | {r['seed']} | {s['positive']} | {s['negative']} | {top} | "
             f"{', '.join(r['exploded'][:4]) or '—'} |"
         )
     lines += ["", "![reliability and MMLU vs n](sweep.png)", "", "![shifts vs n](shifts.png)", ""]

@@ -99,7 +99,14 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
         axes[0].plot(ns, [_mean(group, n, "reliability") for n in ns], marker="o", label=label)
         if group[0].get("mmlu_after") is not None:
             axes[1].plot(ns, [_mean(group, n, "mmlu_after") for n in ns], marker="o", label=label)
-    for ax, title in zip(axes, ("reliability on trained facts", "MMLU after"), strict=True):
+    before = [r["mmlu_before"] for r in rows if r.get("mmlu_before") is not None]
+    if before:
+        axes[1].axhline(before[0], color="gray", linestyle="--", label="base")
+        axes[1].legend()
+    seeds = len({r["seed"] for r in rows})
+    titles = ("reliability on trained facts", "MMLU after")
+    titles = tuple(f"{t} (mean of {seeds} seeds)" for t in titles) if seeds > 1 else titles
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log")
         ax.set_xlabel("unknown facts injected (n)")
         ax.set_title(title)
