@@ -33,7 +33,7 @@ from forgetless.fileio import write_json_atomic, write_text_atomic
 from forgetless.knowledge.countries import country_facts
 from forgetless.knowledge.facts import save_facts
 from forgetless.knowledge.inject import InjectConfig
-from forgetless.knowledge.sweep import run_sweep, sweep_table
+from forgetless.knowledge.sweep import cell_name, run_sweep, sweep_table
 
 RELATIONS = ("capital", "currency", "demonym", "official_language", "subregion", "calling_code", "region")
 MIXTURES = {"none": 0, "known": 1, "paraphrase": 1}
@@ -79,7 +79,7 @@ def finished_rows(ns: list[int], seeds: list[int], mixtures: list[str]) -> list[
         for n in ns:
             for seed in seeds:
                 cfg = InjectConfig(unknown=n, mixture=mixture, k=MIXTURES[mixture], seed=seed)
-                done = OUT / "work" / "sweep" / f"n{n}_{mixture}_k{cfg.k}_s{seed}" / "results.json"
+                done = OUT / "work" / "sweep" / cell_name(n, mixture, cfg.k, seed) / "results.json"
                 if done.is_file():
                     rows.append(_row(cfg, json.loads(done.read_text())))
     return rows
@@ -93,10 +93,15 @@ def _print_cell(row: dict) -> None:
     )
 
 
+def cell_dir(row: dict) -> Path:
+    """Where a sweep row's cell lives (its adapter, probes and results.json)."""
+    return OUT / "work" / "sweep" / cell_name(row["unknown"], row["mixture"], row["k"], row["seed"])
+
+
 def cell_details(rows: list[dict]) -> list[dict]:
     """Per cell: the untrained-fact shifts and the most frequent answers after (from the cell's results)."""
     for row in rows:
-        cell = OUT / "work" / "sweep" / f"n{row['unknown']}_{row['mixture']}_k{row['k']}_s{row['seed']}"
+        cell = cell_dir(row)
         result = json.loads((cell / "results.json").read_text())
         row["shifts_untrained"] = result["shifts_untrained"]
         row["top_after"] = result["answers_after"]["top"][:3]
@@ -112,7 +117,7 @@ def exemplar_draw_noise(rows: list[dict]) -> str | None:
     """Base-model categories of the same facts under two seeds' exemplar draws (same weights, same engine)."""
     by_seed: dict[int, dict[str, str]] = {}
     for row in rows:
-        cell = OUT / "work" / "sweep" / f"n{row['unknown']}_{row['mixture']}_k{row['k']}_s{row['seed']}"
+        cell = cell_dir(row)
         for line in (cell / "facts_before.jsonl").read_text().splitlines():
             fact = json.loads(line)
             by_seed.setdefault(row["seed"], {})[fact["fact_id"]] = fact["category"]
@@ -210,8 +215,8 @@ def write_results(rows: list[dict], minutes: float, args) -> None:
     _plot_shifts(rows, OUT / "shifts.png")
     for row in rows:
         if row["unknown"] == max(args.ns) and row["seed"] == args.seeds[0]:
-            cell = f"n{row['unknown']}_{row['mixture']}_k{row['k']}_s{row['seed']}"
-            shutil.copyfile(OUT / "work" / "sweep" / cell / "transitions.png", OUT / f"transitions_{cell}.png")
+            cell = cell_dir(row)
+            shutil.copyfile(cell / "transitions.png", OUT / f"transitions_{cell.name}.png")
     write_text_atomic(OUT / "README.md", report_text(rows, minutes, args))
 
 

@@ -210,6 +210,13 @@ def test_interrupted_run_resumes(facts, tmp_path):
     assert len(cache_file.read_text().splitlines()) == 14
 
 
+def test_generation_engine_is_part_of_the_cache_key(monkeypatch):
+    settings = ProbeSettings(n_exemplar_sets=2, shots=1, samples=0)
+    key = cache_key("m", settings.to_dict())
+    monkeypatch.setattr("forgetless.knowledge.slick.GENERATION_ENGINE", "another-engine")
+    assert cache_key("m", settings.to_dict()) != key
+
+
 def test_changed_fact_or_settings_is_probed_again(facts, tmp_path):
     settings = ProbeSettings(n_exemplar_sets=2, shots=1, samples=0)
     _run(facts, StubGen(facts), settings=settings, cache_dir=tmp_path, model_key="m")

@@ -22,6 +22,11 @@ from forgetless.knowledge.inject import InjectConfig
 GRID_KEYS = frozenset({"unknown", "mixture", "k", "seed"})
 
 
+def cell_name(unknown: int, mixture: str, k: int, seed: int) -> str:
+    """A cell's directory name under the sweep output, e.g. `n50_known_k1_s0`."""
+    return f"n{unknown}_{mixture}_k{k}_s{seed}"
+
+
 def cells(base: InjectConfig, grid: dict[str, list]) -> list[InjectConfig]:
     """One config per grid combination; `k` is forced to 0 for the `none` mixture (deduplicated)."""
     keys = sorted(grid)
@@ -30,7 +35,7 @@ def cells(base: InjectConfig, grid: dict[str, list]) -> list[InjectConfig]:
         cfg = replace(base, **dict(zip(keys, values, strict=True)))
         if cfg.mixture == "none":
             cfg = replace(cfg, k=0)
-        name = f"n{cfg.unknown}_{cfg.mixture}_k{cfg.k}_s{cfg.seed}"
+        name = cell_name(cfg.unknown, cfg.mixture, cfg.k, cfg.seed)
         out[name] = replace(cfg, output=str(Path(base.output) / name))
     return list(out.values())
 
