@@ -39,7 +39,8 @@ from torch import nn
 
 from forgetless.adapters.loramoe import LoRAMoEConfig, LoRAMoELinear, inject_loramoe, loramoe_layers
 from forgetless.knowledge.countries import country_facts
-from forgetless.models import load_model, resolve_precision
+from forgetless.models.load import load_model
+from forgetless.models.runtime import resolve_precision
 
 ARMS = ("lora", "loramoe", "loop")
 TARGETS = ("gate_proj", "up_proj", "down_proj")

@@ -38,12 +38,14 @@ from collections.abc import Sequence
 
 import torch
 
-from forgetless.generation import SamplingConfig, generate_texts, inference_weights
+from forgetless.engine.generate import generate_texts
+from forgetless.engine.sampling import SamplingConfig
+from forgetless.engine.weights import inference_weights
 from forgetless.knowledge.answers import extract_answer, is_correct
 from forgetless.knowledge.countries import country_facts
 from forgetless.knowledge.facts import Fact, RelationTemplates
 from forgetless.knowledge.slick import ProbeSettings, build_conversation, categorize, exemplar_sets, probe_facts
-from forgetless.models import load_model
+from forgetless.models.load import load_model
 
 
 def loop_probe(model, tokenizer, facts: Sequence[Fact], pool: Sequence[Fact], settings: ProbeSettings) -> list[str]:

@@ -41,7 +41,7 @@ def stand_in_run(folder: Path, tasks: tuple[str, ...] = ("num2words", "plural", 
     from forgetless.continual.config import ContinualConfig, ContinualTask
     from forgetless.continual.switching import add_task_to_switch, new_switch, save_switch
     from forgetless.data.tasks import build_task
-    from forgetless.models import load_model
+    from forgetless.models.load import load_model
 
     cfg = ContinualConfig(tasks=[ContinualTask(t, builtin=t) for t in tasks], output=str(folder), abstain_keep=0.95)
     switch, calibration = new_switch(cfg), {}
@@ -80,8 +80,8 @@ def benchmark_prompts(switch, n: int) -> list[str]:
 
 
 def one_by_one(routed, conversations, prompts, max_new_tokens: int) -> tuple[list[str], float]:
-    from forgetless.adapters.multi import generate_mixed
-    from forgetless.generation import SamplingConfig
+    from forgetless.adapters.mixed import generate_mixed
+    from forgetless.engine.sampling import SamplingConfig
 
     sampling, answers = SamplingConfig(max_new_tokens=max_new_tokens), []
     start = time.perf_counter()

@@ -50,7 +50,7 @@ def synthetic_adapters(directory: Path, names: list[str]) -> dict[str, Path]:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from forgetless.models import load_model
+    from forgetless.models.load import load_model
 
     adapters = {}
     for seed, name in enumerate(names):

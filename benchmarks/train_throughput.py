@@ -22,7 +22,8 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, Train
 
 from forgetless.data.records import Record
 from forgetless.knowledge.countries import country_facts
-from forgetless.models import load_model, resolve_precision
+from forgetless.models.load import load_model
+from forgetless.models.runtime import resolve_precision
 from forgetless.train.config import TrainConfig
 from forgetless.train.setup import build_dataset, build_peft_model, build_trainer
 

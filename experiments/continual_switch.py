@@ -144,7 +144,7 @@ def write_readme(high: dict, low: dict, ablation: list[dict], seconds: float, sm
 
 
 def publish(high: dict, low: dict, ablation: list[dict], seconds: float, smoke: bool, work: Path) -> None:
-    from forgetless.fileio import write_json_atomic, write_text_atomic
+    from forgetless.utils.fileio import write_json_atomic, write_text_atomic
 
     for png in (work / "rehearsal_1pct" / "plots").glob("*.png"):
         shutil.copyfile(png, OUT / png.name)

@@ -29,11 +29,11 @@ import shutil
 import time
 from pathlib import Path
 
-from forgetless.fileio import write_json_atomic, write_text_atomic
 from forgetless.knowledge.countries import country_facts
 from forgetless.knowledge.facts import save_facts
 from forgetless.knowledge.inject import InjectConfig
 from forgetless.knowledge.sweep import cell_name, run_sweep, sweep_table
+from forgetless.utils.fileio import write_json_atomic, write_text_atomic
 
 RELATIONS = ("capital", "currency", "demonym", "official_language", "subregion", "calling_code", "region")
 MIXTURES = {"none": 0, "known": 1, "paraphrase": 1}
@@ -283,7 +283,7 @@ def _plot_shifts(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from forgetless.report import save_figure
+    from forgetless.utils.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for mixture in MIXTURES:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forgetless.fileio import write_text_atomic
-from forgetless.report import save_figure
+from forgetless.utils.fileio import write_text_atomic
+from forgetless.utils.plots import save_figure
 
 ARM_LABELS = {"lora": "LoRA", "loramoe_beta0": "LoRAMoE β=0", "loramoe_lbc": "LoRAMoE + LBC"}
 

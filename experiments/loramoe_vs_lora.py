@@ -25,13 +25,14 @@ from pathlib import Path
 from forgetless.adapters.loading import load_with_adapter
 from forgetless.data.chat import prompt_messages
 from forgetless.data.tasks import build_task
+from forgetless.engine.generate import generate_texts
+from forgetless.engine.sampling import SamplingConfig
 from forgetless.eval.metrics import score
-from forgetless.fileio import write_json_atomic, write_jsonl_atomic
-from forgetless.generation import SamplingConfig, generate_texts
 from forgetless.knowledge import is_correct
 from forgetless.knowledge.countries import country_facts
 from forgetless.train.config import TrainConfig
 from forgetless.train.run import train
+from forgetless.utils.fileio import write_json_atomic, write_jsonl_atomic
 
 RELATIONS = ("capital", "region", "subregion", "currency", "official_language")
 TASKS = ("num2words", "plural", "translate_country")

@@ -14,8 +14,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from forgetless.embedded import embedded_model_dir
-    from forgetless.models import load_tokenizer
+    from forgetless.models.embedded import embedded_model_dir
+    from forgetless.models.load import load_tokenizer
 
     return load_tokenizer(str(embedded_model_dir()))
 

@@ -1,6 +1,6 @@
 """forgetless: teach an open LLM new tasks and facts with adapters, and measure what was gained and lost.
 
-Python API (the CLI only wraps these):
+Python API (the CLI only wraps these; see `forgetless.api`):
 
     from forgetless import TrainConfig, train, generate, load_model
     result = train(TrainConfig(data="facts.jsonl", output="runs/facts"))
@@ -9,27 +9,15 @@ Python API (the CLI only wraps these):
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from forgetless._version import __version__
 
 __all__ = ["TrainConfig", "__version__", "generate", "load_model", "train"]
 
 
 def __getattr__(name: str):
-    # Lazy imports keep `import forgetless` (and the CLI's --help) fast: torch loads only when needed.
-    if name == "TrainConfig":
-        from forgetless.train.config import TrainConfig
+    # Lazy: `import forgetless` (and the CLI's --help) stays fast; torch loads only when the API is used.
+    if name in ("TrainConfig", "train", "generate", "load_model"):
+        from forgetless import api
 
-        return TrainConfig
-    if name == "train":
-        from forgetless.train.run import train
-
-        return train
-    if name == "generate":
-        from forgetless.generation import generate
-
-        return generate
-    if name == "load_model":
-        from forgetless.models import load_model
-
-        return load_model
+        return getattr(api, name)
     raise AttributeError(name)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from forgetless.adapters.multi import generate_mixed
+from forgetless.adapters.mixed import generate_mixed
 from forgetless.continual import ContinualConfig, ContinualTask, RoutedModel, run_continual
 from forgetless.data.chat import prompt_messages
-from forgetless.generation import SamplingConfig
+from forgetless.engine.sampling import SamplingConfig
 
 pytestmark = pytest.mark.integration
 

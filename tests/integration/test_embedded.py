@@ -37,8 +37,9 @@ def test_adapter_reloads_with_plain_peft_and_greedy_output_matches(trained):
 
     from forgetless.adapters.loading import load_with_adapter
     from forgetless.data.chat import prompt_messages
-    from forgetless.embedded import embedded_model_dir
-    from forgetless.generation import SamplingConfig, generate_texts
+    from forgetless.engine.generate import generate_texts
+    from forgetless.engine.sampling import SamplingConfig
+    from forgetless.models.embedded import embedded_model_dir
 
     ours, tokenizer, _ = load_with_adapter(None, trained.output)
     base = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch.float32)

@@ -24,7 +24,8 @@ def test_loramoe_trains_reloads_and_generates_with_kv_cache(tmp_path):
     from forgetless.adapters.loading import load_with_adapter
     from forgetless.adapters.loramoe import loramoe_layers
     from forgetless.data.chat import prompt_messages
-    from forgetless.generation import SamplingConfig, generate_texts
+    from forgetless.engine.generate import generate_texts
+    from forgetless.engine.sampling import SamplingConfig
 
     out = tmp_path / "moe"
     cfg = TrainConfig(data=str(write_jsonl(tmp_path / "d.jsonl", ROWS)), output=str(out), method="loramoe")

@@ -175,7 +175,7 @@ def test_yaml_config_value_of_the_wrong_type(work, tiny_model_dir, yaml_text):
 
 def test_yaml_number_written_like_2e_4_is_read_as_a_float(tmp_path):
     from forgetless.train.config import TrainConfig
-    from forgetless.yamlconfig import load_yaml_options
+    from forgetless.utils.yamlconfig import load_yaml_options
 
     (tmp_path / "c.yaml").write_text("# forgetless train --config c.yaml\nlr: 2e-4\nrank: 8\n")
     assert load_yaml_options(tmp_path / "c.yaml", TrainConfig) == {"lr": 2e-4, "rank": 8}

@@ -37,7 +37,7 @@ tasks:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, tiny_model_dir) -> Path:
     from forgetless.data.tasks import build_task
-    from forgetless.fileio import write_jsonl_atomic
+    from forgetless.utils.fileio import write_jsonl_atomic
 
     root = tmp_path_factory.mktemp("continual")
     for task in TASKS:

@@ -20,7 +20,7 @@ import torch
 from forgetless.adapters.switch import Switch
 from forgetless.cli.app import main
 from forgetless.errors import ConfigError
-from forgetless.serve.export_vllm import export_vllm
+from forgetless.serve.vllm.export import export_vllm
 from tests.unit.test_serve_model import FOREIGN, minilm, prompts, run_dir, served  # noqa: F401 (fixtures)
 
 ALLOWED_IMPORTS = {"torch", "transformers", "safetensors"}
@@ -123,7 +123,7 @@ def test_router_proxy_in_front_of_an_openai_server(exported, served):  # noqa: F
 
 def _with_loramoe(run_dir: Path, tiny_model_dir: Path, into: Path) -> Path:  # noqa: F811
     from forgetless.adapters.loramoe import LoRAMoEConfig, inject_loramoe, save_loramoe
-    from forgetless.models import fingerprint, load_model
+    from forgetless.models.load import fingerprint, load_model
 
     run = shutil.copytree(run_dir, into)
     base, _, _ = load_model(str(tiny_model_dir))

@@ -104,7 +104,7 @@ def test_audit_before_is_the_base_model_exactly(tiny_model_dir, facts_file, tmp_
     from forgetless.eval.textloss import general_texts, mean_token_loss
     from forgetless.knowledge.audit import AuditSettings
     from forgetless.knowledge.slick import ProbeSettings
-    from forgetless.models import load_model
+    from forgetless.models.load import load_model
     from forgetless.train.config import TrainConfig
     from forgetless.train.run import train
     from tests.conftest import QA_ROWS, write_jsonl

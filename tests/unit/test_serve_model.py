@@ -125,8 +125,9 @@ def _reference(base_dir: Path, adapter: Path | None, texts: list[str], max_new_t
     from peft import PeftModel
 
     from forgetless.data.chat import prompt_messages
-    from forgetless.generation import SamplingConfig, generate_texts
-    from forgetless.models import load_model
+    from forgetless.engine.generate import generate_texts
+    from forgetless.engine.sampling import SamplingConfig
+    from forgetless.models.load import load_model
 
     model, tokenizer, _ = load_model(str(base_dir))
     if adapter is not None:
@@ -190,7 +191,7 @@ def test_adapter_paths_resolve_when_the_run_moved(run_dir, tmp_path):
 
 def test_loramoe_adapter_is_served_alone_with_base_rows_split(tiny_model_dir, run_dir, tmp_path):
     from forgetless.adapters.loramoe import LoRAMoEConfig, inject_loramoe, loramoe_layers, save_loramoe
-    from forgetless.models import fingerprint, load_model
+    from forgetless.models.load import fingerprint, load_model
 
     base, _, _ = load_model(str(tiny_model_dir))
     cfg = LoRAMoEConfig(num_experts=2, rank=2, world_experts=1, target_modules=("q_proj", "down_proj"))

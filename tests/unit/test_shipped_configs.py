@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from forgetless.train.config import TrainConfig
-from forgetless.yamlconfig import load_yaml_options
+from forgetless.utils.yamlconfig import load_yaml_options
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

@@ -284,7 +284,7 @@ def test_output_dir_rules(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_model_dir):
-    from forgetless.models import load_model
+    from forgetless.models.load import load_model
 
     return load_model(str(tiny_model_dir), device="cpu")
 

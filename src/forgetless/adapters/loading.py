@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.errors import ModelError
-from forgetless.models import ModelInfo, load_model, same_base
+from forgetless.models.load import ModelInfo, load_model, same_base
 
 
 def read_adapter_meta(adapter: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

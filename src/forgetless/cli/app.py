@@ -21,7 +21,7 @@ try:  # typer >= 0.20 ships its own copy of click: catch both families
 except ImportError:  # pragma: no cover - older typer uses click itself
     _typer_click = click.exceptions
 
-from forgetless import __version__
+from forgetless._version import __version__
 from forgetless.errors import ForgetlessError
 
 app = typer.Typer(

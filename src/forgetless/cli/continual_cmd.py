@@ -35,8 +35,8 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue a run: reuse its finished task adapters."),
 ) -> None:
     """Train the task sequence with every method and write results.json, report.md and plots."""
-    from forgetless.console import out_console
     from forgetless.continual import load_continual_config, run_continual
+    from forgetless.utils.console import out_console
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else None
     cfg = load_continual_config(
@@ -85,9 +85,9 @@ def add_task(
     evaluate: bool = typer.Option(True, "--eval-after/--no-eval-after", help="Score every task afterwards."),
 ) -> None:
     """Add one task to a run: train its LoRA, update the switch from its memory (old adapters untouched)."""
-    from forgetless.console import out_console
     from forgetless.continual import ContinualTask
     from forgetless.continual import add_task as add
+    from forgetless.utils.console import out_console
 
     spec = ContinualTask(
         name=task, train=_abs(train), eval=_abs(eval), metric=metric, max_train=max_train, builtin=builtin
@@ -117,7 +117,7 @@ def route(
     from forgetless.cli.generate_cmd import _read_prompts
     from forgetless.continual.route import RoutedModel
     from forgetless.data.chat import prompt_messages
-    from forgetless.fileio import write_jsonl_atomic
+    from forgetless.utils.fileio import write_jsonl_atomic
 
     if (prompt is None) == (input is None):
         raise ConfigError("give exactly one of --prompt TEXT or --input FILE")

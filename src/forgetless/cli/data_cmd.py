@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from forgetless.console import out_console
+from forgetless.utils.console import out_console
 
 facts_app = typer.Typer(help="Write fact sets (subject, relation, object, aliases) as JSONL.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Write instruction task suites for continual tuning.", no_args_is_help=True)

@@ -1,4 +1,4 @@
-"""`forgetless demo`: the main job on the embedded model (see forgetless.demo)."""
+"""`forgetless demo`: the main job on the embedded model (see forgetless.demos.knowledge_audit)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ def demo(
 ) -> None:
     """Probe real country facts, inject Unknown ones with a LoRA, audit what it taught and what it cost."""
     if fictional:
-        from forgetless.demo_fictional import run_demo as run_fictional
+        from forgetless.demos.fictional import run_demo as run_fictional
 
         run_fictional(output)
         return
-    from forgetless.demo import DemoSettings, run_demo
+    from forgetless.demos.knowledge_audit import DemoSettings, run_demo
 
     settings = DemoSettings(output=output, unknown=unknown, per_relation=per_relation, mixture=mixture, k=k, mmlu=mmlu)
     run_demo(settings)

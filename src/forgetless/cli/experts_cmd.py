@@ -29,8 +29,8 @@ def experts(
     from forgetless.adapters.loramoe.analysis import TOKEN_MODES, router_usage
     from forgetless.adapters.loramoe.analysis_report import write_router_report
     from forgetless.adapters.loramoe.config import METHOD, LoRAMoEConfig
-    from forgetless.console import out_console, progress
     from forgetless.data.records import load_records
+    from forgetless.utils.console import out_console, progress
 
     if tokens not in TOKEN_MODES:
         raise ConfigError(f"--tokens {tokens!r} is invalid: use one of {', '.join(TOKEN_MODES)}")

@@ -27,10 +27,11 @@ def generate(
 ) -> None:
     """Generate answers (chat template applied, batched, left-padded)."""
     from forgetless.adapters.loading import load_with_adapter
-    from forgetless.console import progress
     from forgetless.data.chat import prompt_messages
-    from forgetless.fileio import write_jsonl_atomic
-    from forgetless.generation import SamplingConfig, generate_texts
+    from forgetless.engine.generate import generate_texts
+    from forgetless.engine.sampling import SamplingConfig
+    from forgetless.utils.console import progress
+    from forgetless.utils.fileio import write_jsonl_atomic
 
     if (prompt is None) == (input is None):
         raise ConfigError("give exactly one of --prompt TEXT or --input FILE")

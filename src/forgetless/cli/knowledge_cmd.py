@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from forgetless.console import out_console
+from forgetless.utils.console import out_console
 
 
 def inject(
@@ -34,7 +34,7 @@ def inject(
     from forgetless.knowledge.inject import InjectConfig
     from forgetless.knowledge.runs import run_injection
     from forgetless.knowledge.sweep import GRID_KEYS, run_sweep, sweep_table
-    from forgetless.yamlconfig import load_yaml_options
+    from forgetless.utils.yamlconfig import load_yaml_options
 
     names = set(InjectConfig.__dataclass_fields__)
     flags = {key: value for key, value in locals().items() if key in names and value is not None}

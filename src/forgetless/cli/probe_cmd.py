@@ -41,10 +41,10 @@ def probe(
 ) -> None:
     """Probe which facts a model (optionally with an adapter) knows, SliCK-style; resumable."""
     from forgetless.adapters.loading import load_with_adapter
-    from forgetless.console import progress
     from forgetless.knowledge.facts import load_facts
     from forgetless.knowledge.probe_cache import cache_key, model_key
     from forgetless.knowledge.slick import ProbeSettings, check_facts, probe_facts, write_probe_outputs
+    from forgetless.utils.console import progress
 
     settings = ProbeSettings(
         n_exemplar_sets=exemplar_sets,
@@ -101,8 +101,8 @@ def print_summary(summary: dict) -> None:
     """The relation x category table on stdout."""
     from rich.table import Table
 
-    from forgetless.console import out_console
     from forgetless.knowledge.slick import CATEGORIES
+    from forgetless.utils.console import out_console
 
     table = Table(title=f"SliCK categories ({summary['total']} facts, mean P_correct {summary['mean_p_correct']})")
     for name in ("relation", *CATEGORIES, "total"):

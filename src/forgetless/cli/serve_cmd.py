@@ -68,7 +68,7 @@ def export_vllm_cmd(
     ),
 ) -> None:
     """Export a run for vLLM: PEFT adapters, a standalone router module and the `vllm serve` command."""
-    from forgetless.serve.export_vllm import export_vllm
+    from forgetless.serve.vllm.export import export_vllm
 
     path = export_vllm(run, output, model, overwrite, skip_loramoe, copy_encoder)
     typer.echo(f"wrote {path} (see {path / 'README.md'}; serve with: bash {path / 'serve_vllm.sh'})")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from forgetless.console import err_console, out_console
+from forgetless.utils.console import err_console, out_console
 
 
 def train(
@@ -38,7 +38,7 @@ def train(
     from forgetless.train.config import TrainConfig
     from forgetless.train.run import describe_partial
     from forgetless.train.run import train as run_training
-    from forgetless.yamlconfig import load_yaml_options
+    from forgetless.utils.yamlconfig import load_yaml_options
 
     flags = {k: v for k, v in locals().items() if k in TrainConfig.field_names() and v is not None}
     if target_modules is not None:

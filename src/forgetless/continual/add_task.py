@@ -23,7 +23,7 @@ from typing import Any
 from forgetless.continual.config import ContinualConfig, ContinualTask
 from forgetless.continual.route import adapter_path, read_run_manifest
 from forgetless.errors import ConfigError, ModelError
-from forgetless.fileio import write_json_atomic
+from forgetless.utils.fileio import write_json_atomic
 
 
 def run_config(run_dir: Path, manifest: dict[str, Any]) -> ContinualConfig:
@@ -39,7 +39,7 @@ def check_same_base(manifest: dict[str, Any], model: str | None) -> None:
     """Refuse a base model other than the run's: its adapters and switch were made for that one."""
     if model is None:
         return
-    from forgetless.models import load_model, same_base
+    from forgetless.models.load import load_model, same_base
 
     _, _, info = load_model(model)
     if not same_base(manifest.get("base_fingerprint", {}), info.fingerprint):

@@ -26,7 +26,7 @@ from typing import Any
 
 from forgetless.errors import ConfigError
 from forgetless.eval.metrics import TEXT_METRICS
-from forgetless.yamlconfig import coerce
+from forgetless.utils.yamlconfig import coerce
 
 METHODS = ("switch", "sequential", "replay", "multitask")
 BASELINES = METHODS[1:]
@@ -182,7 +182,7 @@ def load_continual_config(path: str | Path, **overrides: Any) -> ContinualConfig
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    from forgetless.yamlconfig import read_yaml_mapping
+    from forgetless.utils.yamlconfig import read_yaml_mapping
 
     expected = "expected a mapping with a `tasks:` list (and options); see configs/*.yaml"
     data, lines = read_yaml_mapping(path, "task sequence file", expected)

@@ -21,7 +21,7 @@ from pathlib import Path
 from forgetless.continual.config import ContinualConfig, ContinualTask
 from forgetless.data.records import Record, load_records
 from forgetless.errors import DataError
-from forgetless.fileio import write_jsonl_atomic
+from forgetless.utils.fileio import write_jsonl_atomic
 
 
 @dataclass

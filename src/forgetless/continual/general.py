@@ -106,7 +106,7 @@ def _mmlu(pool: Any, items: list[Any], route: Route) -> dict[str, Any]:
     import torch
 
     from forgetless.eval.mmlu import evaluate_mmlu, format_question, summarize
-    from forgetless.models import resolve_precision
+    from forgetless.models.runtime import resolve_precision
 
     device = pool.model.device.type
     bf16 = resolve_precision("auto", device) == "bf16"

@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from forgetless.adapters.multi import adapter_names_of, add_adapter, generate_mixed, load_adapters
+from forgetless.adapters.mixed import adapter_names_of, add_adapter, generate_mixed, load_adapters
+from forgetless.engine.sampling import SamplingConfig
 from forgetless.errors import ModelError
-from forgetless.generation import SamplingConfig
 
 
 def weights_digest(adapter: str | Path) -> str:

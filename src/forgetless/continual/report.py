@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forgetless.fileio import write_text_atomic
+from forgetless.utils.fileio import write_text_atomic
 
 FORMULAS = """\
 R[i][j] = score on task j after training through task i (row 0 = the base model, zero-shot); tasks 1..T.
@@ -173,7 +173,7 @@ def write_plots(results: dict[str, Any], folder: Path) -> list[Path]:
 def plot_r_matrix(method: str, rows: list[list[float]], tasks: list[str], path: Path) -> Path:
     """R as a heatmap: rows = stages (base first), columns = tasks, value printed in each cell."""
     plt = _pyplot()
-    from forgetless.report import save_figure
+    from forgetless.utils.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(1.3 * len(tasks) + 2, 0.5 * len(rows) + 1.5))
     values = [[float("nan") if v is None else v for v in row] for row in rows]
@@ -193,7 +193,7 @@ def plot_r_matrix(method: str, rows: list[list[float]], tasks: list[str], path: 
 def plot_task_scores(methods: dict[str, dict[str, Any]], tasks: list[str], path: Path) -> Path:
     """One panel per task: its score after each stage (0 = base), one line per method."""
     plt = _pyplot()
-    from forgetless.report import save_figure
+    from forgetless.utils.plots import save_figure
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 3), sharey=True, squeeze=False)
     for j, (task, ax) in enumerate(zip(tasks, axes[0], strict=True)):

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forgetless.engine.sampling import SamplingConfig
 from forgetless.errors import DataError, ModelError
-from forgetless.generation import SamplingConfig
 
 BASE_LABEL = "base"
 
@@ -56,7 +56,7 @@ class RoutedModel:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RoutedModel:
-        from forgetless.adapters.multi import load_adapters
+        from forgetless.adapters.mixed import load_adapters
         from forgetless.continual.switching import load_switch
 
         run_dir = Path(run_dir)
@@ -70,7 +70,7 @@ class RoutedModel:
         self, conversations: list[list[dict]], max_new_tokens: int = 64, batch_size: int = 16
     ) -> list[dict[str, Any]]:
         """Route and answer every conversation; one dict per conversation (task, confidence, answer)."""
-        from forgetless.adapters.multi import generate_mixed
+        from forgetless.adapters.mixed import generate_mixed
 
         start = time.perf_counter()
         routes = self.switch.route([_user_text(c) for c in conversations])

@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forgetless import __version__
+from forgetless._version import __version__
 from forgetless.continual.config import ContinualConfig
 from forgetless.continual.data import prepare_tasks
 from forgetless.errors import ConfigError, OutputError
-from forgetless.fileio import check_output_dir, write_json_atomic
+from forgetless.utils.fileio import check_output_dir, write_json_atomic
 
 RESULTS_VERSION = 1
 
@@ -45,7 +45,7 @@ def run_continual(cfg: ContinualConfig) -> dict[str, Any]:
 
 def prepare_run(cfg: ContinualConfig) -> tuple[Path, Any, dict[str, Any]]:
     """Open the run directory, load the data and the base model, and score the base (row 0 of R)."""
-    from forgetless.console import status
+    from forgetless.utils.console import status
 
     cfg.validate()
     run_dir = _open_run_dir(cfg)
@@ -86,9 +86,9 @@ def fork_run(ctx: Any, cfg: ContinualConfig) -> tuple[Path, Any, dict[str, Any]]
 
 def run_methods(ctx: Any, run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
     """Run each method of `ctx.cfg` in turn, rewriting results.json after every stage; then the report."""
-    from forgetless.console import progress
-    from forgetless.continual.methods import RUNNERS
     from forgetless.continual.report import write_outputs
+    from forgetless.continual.strategies import RUNNERS
+    from forgetless.utils.console import progress
 
     started = time.perf_counter()
 

@@ -20,7 +20,7 @@ from typing import Any
 from forgetless.adapters.switch import BASE, Switch, make_encoder, ood_metrics
 from forgetless.continual.config import ContinualConfig
 from forgetless.errors import DataError, ModelError
-from forgetless.fileio import write_json_atomic
+from forgetless.utils.fileio import write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 

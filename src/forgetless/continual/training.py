@@ -18,8 +18,8 @@ from pathlib import Path
 
 from forgetless.continual.config import ContinualConfig
 from forgetless.data.records import data_hash, load_records
-from forgetless.fileio import publish_dir, staging_dir, write_json_atomic
 from forgetless.train.config import TrainConfig
+from forgetless.utils.fileio import publish_dir, staging_dir, write_json_atomic
 
 
 def train_config(cfg: ContinualConfig, data: Path, output: Path) -> TrainConfig:
@@ -56,7 +56,8 @@ def _train_further(cfg: TrainConfig, init_from: Path) -> Path:
     from peft import PeftModel
     from transformers import set_seed
 
-    from forgetless.models import load_model, pick_device, resolve_precision
+    from forgetless.models.load import load_model
+    from forgetless.models.runtime import pick_device, resolve_precision
     from forgetless.train.methods import LoraMethod
     from forgetless.train.run import run_manifest
     from forgetless.train.setup import build_dataset, build_trainer

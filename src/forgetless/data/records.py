@@ -16,40 +16,15 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forgetless.data.validate import FORMAT_HINT, Record, validate_record
 from forgetless.errors import DataError, where
 
-ROLES = ("system", "user", "assistant")
-SAMPLE_TYPES = ("world", "task")
+__all__ = ["FILE_SUFFIXES", "Record", "data_hash", "load_records"]
+
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-_FORMAT_HINT = "each record needs `messages` or `prompt` + `response`"
-
-
-@dataclass
-class Record:
-    """One validated training example as chat messages, with its optional labels."""
-
-    messages: list[dict[str, str]]
-    type: str | None = None
-    task: str | None = None
-    source: str = field(default="", compare=False)
-
-    @property
-    def prompt_messages(self) -> list[dict[str, str]]:
-        """The messages before the last assistant turn (what a user would send)."""
-        last = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
-        return self.messages[:last]
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"messages": self.messages}
-        if self.type:
-            out["type"] = self.type
-        if self.task:
-            out["task"] = self.task
-        return out
 
 
 def load_records(source: str | Path, split: str = "train") -> list[Record]:
@@ -57,7 +32,7 @@ def load_records(source: str | Path, split: str = "train") -> list[Record]:
     path = Path(source)
     if path.is_file():
         if path.stat().st_size == 0:
-            raise DataError(f"{path}: data file is empty; it needs at least one record ({_FORMAT_HINT})")
+            raise DataError(f"{path}: data file is empty; it needs at least one record ({FORMAT_HINT})")
         try:
             rows = list(_read_rows(path))
         except UnicodeDecodeError as exc:
@@ -68,11 +43,9 @@ def load_records(source: str | Path, split: str = "train") -> list[Record]:
         raise DataError(f"{source}: data file not found; check the path (a hub dataset is written `org/name`)")
     else:
         rows = list(_read_hub(str(source), split))
-    from forgetless.data.validate import validate_record
-
     records = [validate_record(obj, loc) for loc, obj in rows]
     if not records:
-        raise DataError(f"{source}: no records found; it needs at least one record ({_FORMAT_HINT})")
+        raise DataError(f"{source}: no records found; it needs at least one record ({FORMAT_HINT})")
     return records
 
 

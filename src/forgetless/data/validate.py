@@ -1,30 +1,61 @@
-"""Validation of one raw record into a `Record`; every message names `file:line:field`."""
+"""A `Record` (one training example as chat messages) and the validation of one raw record into it.
+
+Every message names `file:line:field`; `forgetless.data.records` reads files and calls `validate_record`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from forgetless.data.records import _FORMAT_HINT, ROLES, SAMPLE_TYPES, Record
 from forgetless.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+SAMPLE_TYPES = ("world", "task")
+FORMAT_HINT = "each record needs `messages` or `prompt` + `response`"
+
+
+@dataclass
+class Record:
+    """One validated training example as chat messages, with its optional labels."""
+
+    messages: list[dict[str, str]]
+    type: str | None = None
+    task: str | None = None
+    source: str = field(default="", compare=False)
+
+    @property
+    def prompt_messages(self) -> list[dict[str, str]]:
+        """The messages before the last assistant turn (what a user would send)."""
+        last = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
+        return self.messages[:last]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"messages": self.messages}
+        if self.type:
+            out["type"] = self.type
+        if self.task:
+            out["task"] = self.task
+        return out
 
 
 def validate_record(obj: Any, loc: str) -> Record:
     """Check one raw record and turn it into a Record, or raise DataError at `loc:field`."""
     if not isinstance(obj, dict):
-        raise DataError(f"{loc}: record is {type(obj).__name__}, expected a JSON object ({_FORMAT_HINT})")
+        raise DataError(f"{loc}: record is {type(obj).__name__}, expected a JSON object ({FORMAT_HINT})")
     if "messages" in obj:
         messages = _messages(obj["messages"], loc)
     elif "prompt" in obj or "response" in obj:
         messages = _prompt_response(obj, loc)
     else:
-        raise DataError(f"{loc}:messages: missing; {_FORMAT_HINT}")
+        raise DataError(f"{loc}:messages: missing; {FORMAT_HINT}")
     return Record(messages, _label(obj, "type", loc), _label(obj, "task", loc), source=loc)
 
 
 def _text(obj: dict, key: str, loc: str, *, required: bool = True) -> str | None:
     if key not in obj or obj[key] is None:
         if required:
-            raise DataError(f"{loc}:{key}: missing; {_FORMAT_HINT}")
+            raise DataError(f"{loc}:{key}: missing; {FORMAT_HINT}")
         return None
     value = obj[key]
     if not isinstance(value, str):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgetless.console import err_console
+from forgetless.utils.console import err_console
 
 
 def parse_tasks(text: str | None) -> list[str]:

@@ -53,6 +53,7 @@ from typing import Any
 
 from forgetless.data.chat import prompt_messages, render_prompt, tokenize_prompt
 from forgetless.errors import ConfigError, DataError, ModelError
+from forgetless.eval.mmlu_prefix import by_shared_prefix, score_group
 
 LETTERS = ("A", "B", "C", "D")
 HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
@@ -282,13 +283,13 @@ def evaluate_mmlu(
     scored = [item for item in items if item.id not in excluded]
     if not scored:
         raise DataError("no MMLU questions to score; pass items not used as few-shot exemplars")
-    from forgetless.eval.mmlu_prefix import by_shared_prefix, score_group
-
     letters = letter_token_ids(tokenizer)
     encoded = [_encode(tokenizer, build_prompt(item, shots, chat, tokenizer), max_length) for item in scored]
     logprobs: list[list[float]] = [[] for _ in scored]
     with _eval_mode(model):
-        groups = by_shared_prefix(scored, encoded) if shots > 0 else []  # 0-shot prompts share one line
+        groups = (
+            by_shared_prefix([item.subject for item in scored], encoded) if shots > 0 else []
+        )  # 0-shot prompts share one line
         alone = sorted(set(range(len(scored))) - {i for g in groups for i in g}, key=lambda i: -len(encoded[i]))
         for indices in [*groups, alone]:
             share = indices is not alone
@@ -300,23 +301,6 @@ def evaluate_mmlu(
 def _encode(tokenizer: Any, text: str, max_length: int | None) -> list[int]:
     ids = tokenize_prompt(tokenizer, text)
     return ids[-max_length:] if max_length else ids
-
-
-def letter_logprobs(model: Any, tokenizer: Any, batch: list[list[int]], letters: list[int]) -> list[list[float]]:
-    """One forward over the left-padded batch; the log-softmax at the last position, read at `letters`."""
-    import torch
-
-    device = getattr(model, "device", "cpu")
-    width = max(len(ids) for ids in batch)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=device)
-    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    with torch.inference_mode():
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-        logits = logits[:, -1, :]
-    scores = torch.log_softmax(logits.float(), dim=-1)[:, letters]
-    return scores.cpu().tolist()
 
 
 @contextmanager

@@ -4,30 +4,29 @@
 
 Prompts of one topic share everything up to the question being scored (5-shot: ~80% of the tokens). The
 shared token prefix runs through the model once; its KV cache is broadcast to batches of questions (see
-`forgetless.prefix_generation`), and only the last position's logits are computed. Scores equal those of
+`forgetless.engine.prefix`), and only the last position's logits are computed. Scores equal those of
 whole prompts to float rounding (tested).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from forgetless.eval.mmlu import MMLUItem, letter_logprobs
+from forgetless.engine.prefix_cache import batch_behind_prefix, common_prefix_length, prefix_kv_cache
 
 
-def by_shared_prefix(scored: Sequence[MMLUItem], encoded: list[list[int]]) -> list[list[int]]:
+def by_shared_prefix(subjects: Sequence[str], encoded: list[list[int]]) -> list[list[int]]:
     """Indices of subjects with 2+ questions (whose prompts share the header and exemplars), longest first."""
     groups: dict[str, list[int]] = {}
-    for index, item in enumerate(scored):
-        groups.setdefault(item.subject, []).append(index)
+    for index, subject in enumerate(subjects):
+        groups.setdefault(subject, []).append(index)
     return [sorted(group, key=lambda i: -len(encoded[i])) for group in groups.values() if len(group) > 1]
 
 
 def score_group(model, tokenizer, encoded, indices, letters, batch_size, logprobs, on_batch, share) -> None:
     """Score one subject's questions: the shared prefix (header + exemplars) runs once, then the questions
     behind it in batches; a one-question group is scored whole."""
-    from forgetless.prefix_generation import common_prefix_length, prefix_kv_cache
-
     if not indices:
         return
     sequences = [encoded[i] for i in indices]
@@ -50,10 +49,25 @@ def score_group(model, tokenizer, encoded, indices, letters, batch_size, logprob
 def _letter_logprobs_behind(model, tokenizer, cache, prefix_len: int, suffixes, letters) -> list[list[float]]:
     import torch
 
-    from forgetless.prefix_generation import batch_behind_prefix
-
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids, mask, positions, past = batch_behind_prefix(model, cache, prefix_len, suffixes, pad)
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past, logits_to_keep=1)
     return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)[:, letters].cpu().tolist()
+
+
+def letter_logprobs(model: Any, tokenizer: Any, batch: list[list[int]], letters: list[int]) -> list[list[float]]:
+    """One forward over the left-padded batch; the log-softmax at the last position, read at `letters`."""
+    import torch
+
+    device = getattr(model, "device", "cpu")
+    width = max(len(ids) for ids in batch)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+        logits = logits[:, -1, :]
+    scores = torch.log_softmax(logits.float(), dim=-1)[:, letters]
+    return scores.cpu().tolist()

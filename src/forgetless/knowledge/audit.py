@@ -30,7 +30,8 @@ from forgetless.knowledge.shifts import (
     shift_counts,
     transition_matrix,
 )
-from forgetless.knowledge.slick import SYSTEM_PROMPT, FactProbe, ProbeSettings, probe_facts
+from forgetless.knowledge.slick import SYSTEM_PROMPT, ProbeSettings, probe_facts
+from forgetless.knowledge.snapshot_cache import Snapshot, load_snapshot, save_snapshot
 
 
 @dataclass
@@ -47,20 +48,10 @@ class AuditSettings:
     seed: int = 0
 
 
-@dataclass
-class Snapshot:
-    """Everything measured on one model state."""
-
-    probes: list[FactProbe]
-    answers: list[str]
-    mmlu: Any = None  # MMLUResult
-    general_loss: float | None = None
-
-
 def zero_shot_answers(model, tokenizer, facts: list[Fact], settings: AuditSettings) -> list[str]:
     """Greedy answers to each fact's question with the paper's system prompt and no exemplars."""
-    from forgetless.generation import SamplingConfig
-    from forgetless.prefix_generation import generate_shared_prefix
+    from forgetless.engine.prefix import generate_shared_prefix
+    from forgetless.engine.sampling import SamplingConfig
 
     convs = [prompt_messages(f"Question: {question_for(f)}", SYSTEM_PROMPT) for f in facts]
     sampling = SamplingConfig(max_new_tokens=settings.answer_tokens)
@@ -82,8 +73,7 @@ def measure(
     rest per (model key, facts, settings) in `cache_dir/snapshot-*.json`, so a sweep measures its base
     once (a killed run loses at most the snapshot it was measuring). `pool`: the facts few-shot
     exemplars come from (default `facts`), so a subset is probed with the same prompts as the whole."""
-    from forgetless.console import progress
-    from forgetless.knowledge.snapshot_cache import load_snapshot, save_snapshot
+    from forgetless.utils.console import progress
 
     with progress() as bar:
         task = bar.add_task(f"probing facts ({label})", total=len(facts))
@@ -113,7 +103,7 @@ def _measure_rest(model, tokenizer, facts: list[Fact], settings: AuditSettings, 
     snapshot = Snapshot(probes, zero_shot_answers(model, tokenizer, facts, settings))
     if settings.mmlu_n:
         items = sample_mmlu(settings.mmlu_n, seed=settings.seed, shots=settings.mmlu_shots)
-        from forgetless.console import progress
+        from forgetless.utils.console import progress
 
         with progress() as bar:
             task = bar.add_task(f"MMLU {settings.mmlu_shots}-shot", total=len(items))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forgetless.fileio import write_text_atomic
 from forgetless.knowledge.shifts import CATEGORIES, plot_transition_heatmap
+from forgetless.utils.fileio import write_text_atomic
 
 
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -82,7 +82,7 @@ def plot_answer_tops(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from forgetless.report import save_figure
+    from forgetless.utils.plots import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in zip(axes, ("answers_before", "answers_after"), ("before", "after"), strict=True):

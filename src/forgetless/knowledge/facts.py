@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from forgetless.errors import ConfigError, DataError, where
-from forgetless.fileio import write_jsonl_atomic
+from forgetless.utils.fileio import write_jsonl_atomic
 
 REQUIRED_FIELDS = ("subject", "relation", "object")
 OPTIONAL_FIELDS = ("aliases", "question", "paraphrases", "id")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.errors import DataError
-from forgetless.fileio import write_json_atomic
+from forgetless.utils.fileio import write_json_atomic
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 _CHUNK = 1 << 20

@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from forgetless.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 from forgetless.knowledge.audit import AuditSettings, compare, measure, restrict
 from forgetless.knowledge.facts import load_facts
 from forgetless.knowledge.inject import (
@@ -28,6 +27,7 @@ from forgetless.knowledge.inject import (
     training_records,
 )
 from forgetless.knowledge.slick import ProbeSettings
+from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 
 
 def probe_cache_dir(output: Path) -> Path:
@@ -48,7 +48,7 @@ def _key(info, adapter: Path | None = None) -> str:
 def run_injection(cfg: InjectConfig) -> dict[str, Any]:
     """Probe, choose, train, re-measure, and write `results.json` + `report.md` into cfg.output."""
     from forgetless.adapters.loading import load_with_adapter
-    from forgetless.models import load_model
+    from forgetless.models.load import load_model
     from forgetless.train.run import train
 
     cfg.validate()

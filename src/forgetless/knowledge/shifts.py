@@ -135,7 +135,7 @@ def plot_transition_heatmap(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from forgetless.report import save_figure
+    from forgetless.utils.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     image = ax.imshow(matrix, cmap="Blues")

@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.errors import ConfigError, DataError
-from forgetless.fileio import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from forgetless.knowledge.answers import MATCH_MODES, extract_answer, is_correct
 from forgetless.knowledge.facts import Fact, RelationTemplates, question_for
 from forgetless.knowledge.probe_cache import ProbeCache, cache_key, fact_hash
+from forgetless.utils.fileio import write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 CATEGORIES = ("HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown")
 SYSTEM_PROMPT = "Answer the following question."
@@ -234,7 +234,7 @@ def _probe_chunk(
     templates: RelationTemplates,
 ) -> list[FactProbe]:
     """One greedy call for all prompts of the chunk, then one sampling call for facts never right greedily."""
-    from forgetless.generation import SamplingConfig
+    from forgetless.engine.sampling import SamplingConfig
 
     per = settings.n_exemplar_sets
     conversations = [build_conversation(fact, ex, templates) for fact, sets in chunk for ex in sets]
@@ -295,7 +295,7 @@ def _first_answers(groups: Sequence[Sequence[str]]) -> list[str]:
 
 def _default_generate(model, tokenizer, conversations, sampling, batch_size) -> list[list[str]]:
     """Shared-prefix batched generation; `batch_size` counts decoded rows (samples included)."""
-    from forgetless.prefix_generation import generate_shared_prefix
+    from forgetless.engine.prefix import generate_shared_prefix
 
     return generate_shared_prefix(model, tokenizer, conversations, sampling, batch_size, stop_at_newline=True)
 

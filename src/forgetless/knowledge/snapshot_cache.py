@@ -11,14 +11,25 @@ A sweep's cells share the base model's key, so the base is measured once for the
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from forgetless.fileio import write_json_atomic
 from forgetless.knowledge.probe_cache import _digest, fact_hash
+from forgetless.knowledge.slick import FactProbe
+from forgetless.utils.fileio import write_json_atomic
 
 SNAPSHOT_VERSION = 3  # bump when how a snapshot is measured changes (3: the cascade-attention engine)
+
+
+@dataclass
+class Snapshot:
+    """Everything measured on one model state."""
+
+    probes: list[FactProbe]
+    answers: list[str]
+    mmlu: Any = None  # MMLUResult
+    general_loss: float | None = None
 
 
 def snapshot_path(cache_dir: Path, key: str, facts, settings) -> Path:
@@ -51,7 +62,6 @@ def save_snapshot(cache_dir: Path, key: str, facts, settings, snapshot) -> Path:
 def load_snapshot(cache_dir: Path, key: str, facts, settings, probes):
     """The cached snapshot with `probes` filled in, or None when there is none (or it is unreadable)."""
     from forgetless.eval.mmlu import MMLUPrediction, MMLUResult
-    from forgetless.knowledge.audit import Snapshot
 
     path = snapshot_path(cache_dir, key, facts, settings)
     try:

@@ -16,8 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from forgetless.fileio import write_json_atomic, write_text_atomic
 from forgetless.knowledge.inject import InjectConfig
+from forgetless.utils.fileio import write_json_atomic, write_text_atomic
 
 GRID_KEYS = frozenset({"unknown", "mixture", "k", "seed"})
 
@@ -95,7 +95,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from forgetless.report import save_figure
+    from forgetless.utils.plots import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for (mixture, k), group in _groups(rows).items():

@@ -4,7 +4,7 @@
     backend.generate(rows)      # rows: forgetless.serve.batching.Row (blocking; streams through row.feed)
 
 `HFBackend` wraps a loaded transformers model:
-- `peft`: a PeftModel holding every LoRA adapter by name (loaded by `forgetless.adapters.multi`); each
+- `peft`: a PeftModel holding every LoRA adapter by name (loaded by `forgetless.adapters.mixed`); each
   batch is ONE `generate` call with PEFT's `adapter_names=[...]` (base rows `"__base__"`), so rows of
   different adapters share the batch, as in `multi.generate_mixed` (which has no streaming, per-row
   `max_tokens`, stop strings or cancellation, hence this backend's own loop).
@@ -30,10 +30,11 @@ from typing import Any
 from transformers import StoppingCriteria
 
 from forgetless.adapters.loading import adapter_disabled, load_with_adapter, read_adapter_meta
-from forgetless.adapters.multi import BASE_ADAPTER, adapter_names_of, load_adapters
+from forgetless.adapters.mixed import BASE_ADAPTER, adapter_names_of, load_adapters
 from forgetless.data.chat import render_prompt, tokenize_prompt
 from forgetless.errors import ConfigError, ModelError
-from forgetless.models import ModelInfo, load_model, resolve_precision
+from forgetless.models.load import ModelInfo, load_model
+from forgetless.models.runtime import resolve_precision
 from forgetless.serve.batching import Row
 
 
@@ -253,7 +254,7 @@ def build_backend(
 def load_lora_adapters(
     model: str | None, adapters: dict[str, Path], device: str | None = None
 ) -> tuple[Any, Any, ModelInfo]:
-    """A PeftModel holding every LoRA adapter under its name (`forgetless.adapters.multi.load_adapters`)."""
+    """A PeftModel holding every LoRA adapter under its name (`forgetless.adapters.mixed.load_adapters`)."""
     loaded, tokenizer, info = load_adapters(model, dict(adapters), device=device)
     missing = set(adapters) - set(adapter_names_of(loaded))
     if missing:

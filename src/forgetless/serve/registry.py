@@ -21,7 +21,7 @@ from pathlib import Path
 from forgetless.errors import ConfigError, ModelError
 from forgetless.serve.batching import RouteDecision
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # what forgetless.adapters.multi accepts too
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # what forgetless.adapters.mixed accepts too
 AUTO, BASE = "auto", "base"
 SWITCH_BASE = "__base__"
 RESERVED = {AUTO, BASE, SWITCH_BASE}

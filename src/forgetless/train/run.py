@@ -16,17 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forgetless import __version__
+from forgetless._version import __version__
 from forgetless.data.records import Record, data_hash, load_records
-from forgetless.fileio import (
-    check_output_dir,
-    publish_dir,
-    staging_dir,
-    write_json_atomic,
-    write_jsonl_atomic,
-)
 from forgetless.train.config import TrainConfig
 from forgetless.train.methods import build_method
+from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 
 
 @dataclass
@@ -67,7 +61,8 @@ def train(cfg: TrainConfig) -> TrainResult:
 def _train_into(cfg: TrainConfig, method, records: list[Record], stage: Path, resuming: bool) -> dict[str, Any]:
     from transformers import set_seed
 
-    from forgetless.models import load_model, pick_device, resolve_precision
+    from forgetless.models.load import load_model
+    from forgetless.models.runtime import pick_device, resolve_precision
     from forgetless.train.setup import build_dataset, build_trainer
 
     set_seed(cfg.seed)  # before the adapter is initialised, so runs are reproducible

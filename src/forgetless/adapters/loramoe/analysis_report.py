@@ -29,7 +29,7 @@ def plot_router_heatmap(usage: RouterUsage, path: str | os.PathLike) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from forgetless.report import save_figure
+    from forgetless.utils.plots import save_figure
 
     n_layers, n_types = max(len(usage.layers), 1), max(len(usage.types), 1)
     height = min(max(2.5, 0.18 * n_layers + 1.5), 30)
@@ -70,7 +70,7 @@ def write_router_report(usage: RouterUsage, output_dir: str | os.PathLike) -> Pa
 
     Every file is written atomically; returns the markdown report's path.
     """
-    from forgetless.fileio import write_json_atomic, write_text_atomic
+    from forgetless.utils.fileio import write_json_atomic, write_text_atomic
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

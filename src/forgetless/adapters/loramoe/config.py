@@ -128,7 +128,7 @@ class LoRAMoEConfig:
 
     def to_dict(self, base_model_name_or_path: str | None = None) -> dict[str, Any]:
         """A JSON-ready dict with the method tags, the resolved groups and the library version."""
-        from forgetless import __version__
+        from forgetless._version import __version__
 
         d: dict[str, Any] = {"method": METHOD, "peft_type": PEFT_TYPE}
         d.update(dataclasses.asdict(self))

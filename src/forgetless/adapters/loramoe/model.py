@@ -34,7 +34,7 @@ from forgetless.adapters.loramoe.balance import loramoe_layers
 from forgetless.adapters.loramoe.config import METHOD, LoRAMoEConfig
 from forgetless.adapters.loramoe.layer import LoRAMoELinear
 from forgetless.errors import ConfigError, ForgetlessError, ModelError
-from forgetless.fileio import write_json_atomic
+from forgetless.utils.fileio import write_json_atomic
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"

@@ -207,7 +207,7 @@ def _hidden_dim(config: Any) -> int:
 def _load_decoder(model_name_or_path: str, device: str | None) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    from forgetless.models import resolve_model
+    from forgetless.models.load import resolve_model
 
     _, path = resolve_model(model_name_or_path)
     try:

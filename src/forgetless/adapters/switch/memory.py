@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.errors import ConfigError, DataError
-from forgetless.fileio import write_json_atomic
+from forgetless.utils.fileio import write_json_atomic
 
 MEMORY_VERSION = 1
 

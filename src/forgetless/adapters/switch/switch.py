@@ -38,7 +38,7 @@ from forgetless.adapters.switch.encoder import DEFAULT_ENCODER, PromptEncoder, m
 from forgetless.adapters.switch.memory import RehearsalMemory
 from forgetless.adapters.switch.scores import SCORE_TYPES, id_scores, keep_threshold, ood_metrics
 from forgetless.errors import ConfigError, DataError, ModelError
-from forgetless.fileio import write_json_atomic
+from forgetless.utils.fileio import write_json_atomic
 
 BASE = "__base__"
 SWITCH_VERSION = 1

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from forgetless.data.tasks.phrasings import PHRASINGS
 from forgetless.errors import ConfigError, DataError
-from forgetless.fileio import write_jsonl_atomic, write_text_atomic
+from forgetless.utils.fileio import write_jsonl_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Load a base model and tokenizer: an HF model id, a local directory, or the embedded SmolLM2 default.
 
-    from forgetless.models import load_model
+    from forgetless.models.load import load_model
     model, tokenizer, info = load_model(None)          # embedded SmolLM2-135M-Instruct
     model, tokenizer, info = load_model("HuggingFaceTB/SmolLM2-360M-Instruct")
 
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from forgetless.embedded import EMBEDDED_ID, embedded_model_dir
-from forgetless.errors import ConfigError, ModelError
+from forgetless.errors import ModelError
+from forgetless.models.embedded import EMBEDDED_ID, embedded_model_dir
+from forgetless.models.runtime import contiguous_head_input, pick_device
 
-PRECISIONS = ("auto", "bf16", "fp32")
 _EMBEDDED_ALIASES = {None, "", "embedded", EMBEDDED_ID}
 _FINGERPRINT_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size")
 
@@ -43,36 +42,6 @@ def resolve_model(spec: str | None) -> tuple[str, str]:
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelError(f"{spec}: no such model directory; pass an HF model id, a local directory, or omit --model")
     return spec, spec
-
-
-def pick_device() -> str:
-    """CUDA when present, else CPU."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-@cache
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 matmul (avx512_bf16 or AMX), where bf16 autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """Turn `auto` into bf16 where the hardware runs it fast, else fp32."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    import torch
-
-    if device.startswith("cuda"):
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_supports_bf16() else "fp32"
 
 
 def load_tokenizer(path: str):
@@ -114,26 +83,6 @@ def load_model(spec: str | None = None, device: str | None = None, dtype: str = 
     model.eval()
     contiguous_head_input(model)
     return model, tokenizer, ModelInfo(model_id, path, fingerprint(model))
-
-
-def contiguous_head_input(model) -> None:
-    """Hand the LM head a contiguous input (idempotent; `load_model` does it).
-
-    With `logits_to_keep`, transformers slices the hidden states (`h[:, -k:, :]`), which cannot be viewed
-    as a matrix; when the head's weight does not require grad (any PEFT-wrapped or frozen model) torch's
-    matmul then expands the weight to the batch, copying it once per row: 64 x 576 x 49,152 values per
-    forward on SmolLM2, 10x the cost of the whole forward (measured: a 64 x 9 pass of the adapted model,
-    4.6 s without this, 0.46 s with it). A contiguous copy of the sliced rows is tiny.
-    """
-    head = model.get_output_embeddings()
-    if head is None or getattr(head, "_forgetless_contiguous_input", False):
-        return
-    head.register_forward_pre_hook(_contiguous_first_argument)
-    head._forgetless_contiguous_input = True
-
-
-def _contiguous_first_argument(module, args):
-    return (args[0].contiguous(), *args[1:]) if args else None
 
 
 def fingerprint(model) -> dict[str, Any]:

@@ -4,7 +4,7 @@
     bash export/serve_vllm.sh                                  # vllm serve BASE --enable-lora --lora-modules ...
     python export/router/router.py proxy --upstream http://127.0.0.1:8000 --port 8001   # model "auto" routing
 
-    from forgetless.serve.export_vllm import export_vllm
+    from forgetless.serve.vllm.export import export_vllm
     export_vllm("runs/continual", "export/")
 
 Output (built in a hidden staging sibling and renamed into place when complete):
@@ -30,8 +30,8 @@ from typing import Any
 
 from forgetless.adapters.loading import read_adapter_meta
 from forgetless.errors import ConfigError, ModelError
-from forgetless.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_text_atomic
 from forgetless.serve.registry import run_adapters
+from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_text_atomic
 
 TEMPLATE = Path(__file__).with_name("router_template.py")
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # values vLLM accepts for --max-lora-rank
@@ -125,8 +125,8 @@ def _set_base(directory: Path, base: str) -> None:
 
 def _base_model(model: str | None, adapters: dict[str, Path]) -> tuple[str, str]:
     """The base model to give `vllm serve` (a local path or HF id), and a note about it."""
-    from forgetless.embedded import EMBEDDED_ID, embedded_model_dir
-    from forgetless.models import resolve_model
+    from forgetless.models.embedded import EMBEDDED_ID, embedded_model_dir
+    from forgetless.models.load import resolve_model
 
     recorded = None
     for path in adapters.values():
@@ -173,7 +173,7 @@ def _write_router(sdir: Path, into: Path, exported: list[ExportedAdapter], base:
 def _encoder(spec: str, into: Path, copy: bool | None) -> dict[str, Any]:
     """router.json's encoder entry; copies the weights into `into/encoder` when asked (default: MiniLM only)."""
     from forgetless.adapters.switch.encoder import minilm_dir
-    from forgetless.models import resolve_model
+    from forgetless.models.load import resolve_model
 
     kind, _, target = spec.partition(":")
     if spec == "minilm":

@@ -1,7 +1,7 @@
 """Many LoRA adapters on one base model, and mixed batches: each row of one `generate` uses its own adapter.
 
-    from forgetless.adapters.multi import load_adapters, generate_mixed
-    from forgetless.generation import SamplingConfig
+    from forgetless.adapters.mixed import load_adapters, generate_mixed
+    from forgetless.engine.sampling import SamplingConfig
     model, tokenizer, info = load_adapters(None, {"plural": "runs/cit/adapters/plural",
                                                   "num2words": "runs/cit/adapters/num2words"})
     answers = generate_mixed(model, tokenizer, conversations, ["plural", None, "num2words"], SamplingConfig())
@@ -24,9 +24,10 @@ from typing import Any
 
 from forgetless.adapters.loading import read_adapter_meta
 from forgetless.data.chat import render_prompt, tokenize_prompt
+from forgetless.engine.generate import generate_batch
+from forgetless.engine.sampling import SamplingConfig
 from forgetless.errors import ConfigError, DataError, ModelError
-from forgetless.generation import SamplingConfig
-from forgetless.models import ModelInfo, load_model, same_base
+from forgetless.models.load import ModelInfo, load_model, same_base
 
 BASE_ADAPTER = "__base__"
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -125,7 +126,8 @@ def generate_mixed(
     answers = [""] * len(encoded)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        texts = _generate_chunk(model, tokenizer, [encoded[i] for i in chunk], [names[i] for i in chunk], sampling)
+        rows, row_names = [encoded[i] for i in chunk], [names[i] for i in chunk]
+        texts = generate_batch(model, tokenizer, rows, sampling, row_names if adapter_names_of(model) else None)
         for index, text in zip(chunk, texts, strict=True):
             answers[index] = text
         if on_batch:
@@ -141,34 +143,3 @@ def _resolve_names(model: Any, adapter_names: Sequence[str | None]) -> list[str]
     if unknown:
         raise ModelError(f"adapter(s) {', '.join(unknown)} are not loaded; loaded: {', '.join(sorted(known)) or '-'}")
     return names
-
-
-def _generate_chunk(model: Any, tokenizer: Any, batch: list[list[int]], names: list[str], sampling: SamplingConfig):
-    """One left-padded `generate` over a chunk; `adapter_names` only when the model holds adapters."""
-    import torch
-
-    from forgetless.models import resolve_precision
-
-    width = max(len(ids) for ids in batch)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=model.device)
-    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=model.device)
-    kwargs: dict[str, Any] = {"do_sample": sampling.temperature > 0}
-    if kwargs["do_sample"]:
-        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    if adapter_names_of(model):
-        kwargs["adapter_names"] = names
-    bf16 = resolve_precision(sampling.precision, model.device.type) == "bf16"
-    with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model.generate(
-            input_ids=input_ids,
-            attention_mask=mask,
-            max_new_tokens=sampling.max_new_tokens,
-            pad_token_id=pad,
-            eos_token_id=tokenizer.eos_token_id,
-            use_cache=True,
-            **kwargs,
-        )
-    return [t.strip() for t in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]

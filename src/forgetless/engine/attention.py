@@ -1,6 +1,6 @@
 """Cascade attention: rows attend to shared prefix KV caches without a copy of a prefix per row.
 
-    from forgetless.prefix_attention import shared_prefix_attention
+    from forgetless.engine.attention import shared_prefix_attention
     with shared_prefix_attention(model) as segments:     # None when the model cannot use it
         segments.parts = [(prefix_kv_a, 12), (prefix_kv_b, 20)]   # rows 0-11 behind prefix a, 12-31 behind b
         out = model(input_ids=suffixes, attention_mask=row_mask, position_ids=..., past_key_values=DynamicCache())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from forgetless.console import err_console, out_console, status
+from forgetless.utils.console import err_console, out_console, status
 
 
 @dataclass
@@ -76,7 +76,7 @@ def run_demo(output: str = "runs/demo", max_steps: int = 60, anchors: bool = Tru
 
 def _training_file(output: Path, model, tokenizer, anchors: bool) -> Path:
     """New facts, plus (with `anchors`) the base model's own answers to other general questions."""
-    from forgetless.fileio import write_jsonl_atomic
+    from forgetless.utils.fileio import write_jsonl_atomic
 
     records = [json.loads(line) for line in resource_path("demo_new_facts.jsonl").read_text().splitlines()]
     if anchors:
@@ -89,7 +89,8 @@ def _training_file(output: Path, model, tokenizer, anchors: bool) -> Path:
 
 def _answers(model, tokenizer, prompts: list, max_new_tokens: int = 40) -> list[str]:
     from forgetless.data.chat import prompt_messages
-    from forgetless.generation import SamplingConfig, generate_texts
+    from forgetless.engine.generate import generate_texts
+    from forgetless.engine.sampling import SamplingConfig
 
     texts = [p.prompt if isinstance(p, ProbeRow) else p for p in prompts]
     convs = [prompt_messages(t) for t in texts]
@@ -129,8 +130,8 @@ def _print_table(rows: list[ProbeRow]) -> None:
 
 
 def _write_report(output: Path, rows: list[ProbeRow], log_history: list[dict]) -> None:
-    from forgetless.fileio import write_text_atomic
-    from forgetless.report import plot_loss_curve
+    from forgetless.utils.fileio import write_text_atomic
+    from forgetless.utils.plots import plot_loss_curve
 
     plot_loss_curve(log_history, output / "loss.png")
     lines = ["# forgetless demo: teaching SmolLM2-135M-Instruct 8 fictional facts", ""]

@@ -1,14 +1,15 @@
 """Shared-prefix generation must answer exactly like plain batched generation (greedy, fp32).
 
-.venv/bin/python -m pytest tests/unit/test_prefix_generation.py -q
+.venv/bin/python -m pytest tests/unit/test_engine_prefix.py -q
 """
 
 from __future__ import annotations
 
 import pytest
 
-from forgetless.generation import SamplingConfig, generate_texts
-from forgetless.prefix_generation import _group_by_prefix, generate_shared_prefix
+from forgetless.engine.generate import generate_texts
+from forgetless.engine.prefix import _group_by_prefix, generate_shared_prefix
+from forgetless.engine.sampling import SamplingConfig
 
 
 def _conversations():
@@ -26,7 +27,7 @@ def _conversations():
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from forgetless.models import load_model
+    from forgetless.models.load import load_model
 
     model, tokenizer, _ = load_model(str(tiny_model_dir))
     return model, tokenizer
@@ -58,16 +59,16 @@ def test_sampling_gives_n_answers_per_prompt_and_is_seeded(tiny):
 
 
 def test_rows_finishing_at_different_steps_leave_the_batch(tiny, monkeypatch):
-    import forgetless.prefix_generation as pg
+    import forgetless.engine.tokens as pg
 
     model, tokenizer = tiny
-    real = pg._token_classes.__wrapped__
+    real = pg.token_classes.__wrapped__
 
     def half_eos(tok, size):  # every third token id ends a row: rows stop at scattered steps
         eos, newline, text = real(tok, size)
         return [e or i % 3 == 0 for i, e in enumerate(eos)], newline, text
 
-    monkeypatch.setattr(pg, "_token_classes", half_eos)
+    monkeypatch.setattr(pg, "token_classes", half_eos)
     sampling = SamplingConfig(max_new_tokens=8, temperature=3.0, num_return_sequences=4, seed=1)
     out = generate_shared_prefix(model, tokenizer, _conversations(), sampling, 64)
     assert [len(answers) for answers in out] == [4] * len(_conversations())
@@ -77,7 +78,7 @@ def test_rows_finishing_at_different_steps_leave_the_batch(tiny, monkeypatch):
 
 
 def test_cascade_attention_is_used_and_mixes_prefix_groups_in_one_batch(tiny, monkeypatch):
-    import forgetless.prefix_attention as pa
+    import forgetless.engine.attention as pa
 
     model, tokenizer = tiny
     real, seen = pa.cascade_attention, []
@@ -97,7 +98,7 @@ def test_cascade_attention_is_used_and_mixes_prefix_groups_in_one_batch(tiny, mo
 
 
 def test_falls_back_to_broadcast_prefixes_when_attention_is_unsupported(tiny, monkeypatch):
-    import forgetless.prefix_attention as pa
+    import forgetless.engine.attention as pa
 
     model, tokenizer = tiny
 
@@ -114,7 +115,7 @@ def test_falls_back_to_broadcast_prefixes_when_attention_is_unsupported(tiny, mo
 def test_top_k_sampling_draws_vocabulary_ids_among_the_k_best():
     import torch
 
-    from forgetless.prefix_generation import _pick
+    from forgetless.engine.sampling import pick_tokens as _pick
 
     logits = torch.randn(6, 500, generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(1)
@@ -132,7 +133,7 @@ def test_top_k_sampling_draws_vocabulary_ids_among_the_k_best():
 def test_full_vocabulary_sampling_follows_the_softmax():
     import torch
 
-    from forgetless.prefix_generation import _pick
+    from forgetless.engine.sampling import pick_tokens as _pick
 
     probs = torch.tensor([0.7, 0.2, 0.1])
     logits = probs.log().expand(20000, 3)

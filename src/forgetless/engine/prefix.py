@@ -1,6 +1,6 @@
 """Batched generation that computes a shared prompt prefix once: the engine behind fast SliCK probing.
 
-    from forgetless.prefix_generation import generate_shared_prefix
+    from forgetless.engine.prefix import generate_shared_prefix
     answers = generate_shared_prefix(model, tokenizer, conversations, SamplingConfig(max_new_tokens=32))
 
 Few-shot probes ask thousands of questions behind a handful of identical prefixes (system prompt plus the
@@ -10,10 +10,10 @@ last, rendered with the chat template, grown over the tokens all its questions s
 runs through the model once, and only the suffixes (the question + the generation prompt) and the
 answers run per row:
 
-- cascade attention (`forgetless.prefix_attention`): rows read their prefix's KV cache in place, so a
+- cascade attention (`forgetless.engine.attention`): rows read their prefix's KV cache in place, so a
   row's cache holds only its own tokens; models whose attention cannot take it get the prefix cache
   broadcast to the rows instead (same answers, more copying);
-- continuous batching (`forgetless.prefix_batching`): rows leave when done and new rows, of the same
+- continuous batching (`forgetless.engine.batching`): rows leave when done and new rows, of the same
   or the next prefix, join once half the batch has left, so the batch stays full to the end;
 - only the last position's logits are computed; with `stop_at_newline` a row also stops at the first
   line break after some text (the probe reads the first line only).
@@ -28,11 +28,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 
 from forgetless.data.chat import render_prompt, tokenize_prompt
-from forgetless.generation import SamplingConfig, generate_texts, inference_weights
-from forgetless.prefix_batching import Decoder, decode_groups
+from forgetless.engine.attention import UnsupportedAttention, shared_prefix_attention
+from forgetless.engine.batching import Decoder, decode_groups
+from forgetless.engine.generate import generate_texts
+from forgetless.engine.prefix_cache import common_prefix_length, prefix_kv_cache
+from forgetless.engine.sampling import SamplingConfig, pick_tokens
+from forgetless.engine.tokens import stop_tokens, text_until_eos, vocab_size
+from forgetless.engine.weights import inference_weights
+from forgetless.models.runtime import autocast, contiguous_head_input
 
 
 def generate_shared_prefix(
@@ -47,8 +52,6 @@ def generate_shared_prefix(
 
     `batch_size` counts decoded rows (a conversation with 4 samples takes 4 rows).
     """
-    from forgetless.models import contiguous_head_input
-
     sampling = (sampling or SamplingConfig()).validate()
     contiguous_head_input(model)  # models not loaded by `load_model` too: a frozen head copies otherwise
     groups, fallback = _group_by_prefix(tokenizer, conversations, sampling.num_return_sequences == 1)
@@ -65,16 +68,14 @@ def generate_shared_prefix(
 
 def _decode_groups(model, tokenizer, groups, sampling, batch_size, stop_at_newline, generator, results) -> None:
     """Decode every group, with cascade attention where the model allows it, else broadcast prefixes."""
-    from forgetless.prefix_attention import UnsupportedAttention, shared_prefix_attention
-
     per = sampling.num_return_sequences
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    stops = _stop_tokens(tokenizer, _vocab_size(model, tokenizer), stop_at_newline)
+    stops = stop_tokens(tokenizer, vocab_size(model, tokenizer), stop_at_newline)
     prefixes = [list(prefix) for prefix in groups]
     suffixes = [[suffix for _, suffix in members] for members in groups.values()]
 
     def decode(segments):
-        decoder = Decoder(model, sampling, generator, stops, _pick, pad, prefixes, prefix_kv_cache, segments)
+        decoder = Decoder(model, sampling, generator, stops, pick_tokens, pad, prefixes, prefix_kv_cache, segments)
         return decode_groups(decoder, suffixes, batch_size)
 
     rows = None
@@ -88,7 +89,9 @@ def _decode_groups(model, tokenizer, groups, sampling, batch_size, stop_at_newli
             rows = decode(None)
     for members, group_rows in zip(groups.values(), rows, strict=True):
         for offset, (index, _) in enumerate(members):
-            results[index] = [_text(tokenizer, row, stops) for row in group_rows[offset * per : (offset + 1) * per]]
+            results[index] = [
+                text_until_eos(tokenizer, row, stops) for row in group_rows[offset * per : (offset + 1) * per]
+            ]
 
 
 def _group_by_prefix(tokenizer, conversations, singletons_apart: bool = True) -> tuple[dict, list[int]]:
@@ -115,15 +118,6 @@ def _group_by_prefix(tokenizer, conversations, singletons_apart: bool = True) ->
     return dict(_extend(prefix, members) for prefix, members in groups.items()), sorted(fallback)
 
 
-def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix all `sequences` share, leaving at least one token of each after it."""
-    limit = min(len(s) for s in sequences) - 1
-    common = 0
-    while common < limit and all(s[common] == sequences[0][common] for s in sequences):
-        common += 1
-    return common
-
-
 def _extend(prefix: tuple[int, ...], members: list) -> tuple[tuple[int, ...], list]:
     """Grow a group's prefix over the tokens all its suffixes start with (e.g. "<|im_start|>user\nQuestion:
     What is the capital of"), keeping at least one suffix token per member."""
@@ -140,85 +134,6 @@ def _prefix_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     return tokenize_prompt(tokenizer, text)
 
 
-def prefix_kv_cache(model, prefix: list[int], precision: str) -> list[tuple]:
-    """Per layer (keys, values) of the prefix, batch 1."""
-    import torch
-
-    with torch.inference_mode(), _autocast(model, precision):
-        out = model(input_ids=torch.tensor([prefix], device=model.device), use_cache=True, logits_to_keep=1)
-    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-
-
-def batch_behind_prefix(model, prefix_kv, prefix_len: int, suffixes: list[list[int]], pad: int):
-    """Left-padded suffix ids, the mask with its hole, continuing position ids, the broadcast prefix cache."""
-    import torch
-    from transformers import DynamicCache
-
-    rows, width, device = len(suffixes), max(len(s) for s in suffixes), model.device
-    ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=device)
-    real = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
-    mask = torch.cat([torch.ones(rows, prefix_len, dtype=real.dtype, device=device), real], dim=1)
-    positions = (prefix_len + real.cumsum(1) - 1).clamp(min=prefix_len)
-    expanded = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix_kv]
-    return ids, mask, positions, DynamicCache(ddp_cache_data=expanded)
-
-
-def _pick(logits, sampling: SamplingConfig, generator):
-    """Greedy, or a sample after temperature, top-k and top-p. With top-k the draw is made among the k
-    best tokens only (`torch.multinomial` over a 49k vocabulary cost 60 ms per step for 64 rows)."""
-    import torch
-
-    if sampling.temperature <= 0:
-        return logits.argmax(-1)
-    logits, indices = logits / sampling.temperature, None
-    if sampling.top_k and sampling.top_k < logits.shape[-1]:
-        logits, indices = logits.topk(sampling.top_k, dim=-1)
-    probs = torch.softmax(logits, dim=-1)
-    if sampling.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_probs.cumsum(-1) - sorted_probs > sampling.top_p
-        probs = probs.scatter(1, order, sorted_probs.masked_fill(drop, 0.0))
-    if indices is None:  # exponential race: an exact categorical draw, without multinomial's slow path
-        choice = (probs / torch.empty_like(probs).exponential_(generator=generator)).argmax(-1)
-    else:
-        choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    return choice if indices is None else indices.gather(1, choice[:, None]).squeeze(1)
-
-
-def _text(tokenizer, row: list[int], stops) -> str:
-    """Decoded text up to (not including) the first end-of-sequence token."""
-    for position, token in enumerate(row):
-        if bool(stops.is_eos[token]):
-            row = row[:position]
-            break
-    return tokenizer.decode(row, skip_special_tokens=True).strip()
-
-
-class _StopTokens:
-    def __init__(self, is_eos, is_newline, has_text):
-        self.is_eos, self.is_newline, self.has_text = is_eos, is_newline, has_text
-
-
-def _stop_tokens(tokenizer, vocab_size: int, stop_at_newline: bool) -> _StopTokens:
-    import torch
-
-    eos, newline, text = _token_classes(tokenizer, vocab_size)
-    is_newline = torch.tensor(newline) if stop_at_newline else torch.zeros(len(newline), dtype=torch.bool)
-    return _StopTokens(torch.tensor(eos), is_newline, torch.tensor(text))
-
-
-@lru_cache(maxsize=4)
-def _token_classes(tokenizer, vocab_size: int) -> tuple[list[bool], list[bool], list[bool]]:
-    """Per token id (the model's vocabulary, which may be larger than the tokenizer's): is it an
-    end-of-sequence token, does it hold a line break, does it hold visible text."""
-    size = max(vocab_size, len(tokenizer))
-    eos_ids = tokenizer.eos_token_id
-    eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids]) - {None}
-    pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))]) + [""] * (size - len(tokenizer))
-    eos = [i in eos_ids for i in range(size)]
-    return eos, ["\n" in p for p in pieces], [bool(p.strip()) for p in pieces]
-
-
 def _generator(model, seed: int | None):
     import torch
 
@@ -227,25 +142,9 @@ def _generator(model, seed: int | None):
     return generator
 
 
-def _vocab_size(model, tokenizer) -> int:
-    """Width of the model's logits (the tokenizer's vocabulary may be smaller)."""
-    head = model.get_output_embeddings()
-    weight = getattr(head, "weight", None)
-    return int(weight.shape[0]) if weight is not None else max(model.config.vocab_size, len(tokenizer))
-
-
 @contextmanager
 def _decoding(model, precision: str) -> Iterator[None]:
     import torch
 
-    with torch.inference_mode(), _autocast(model, precision):
+    with torch.inference_mode(), autocast(model.device.type, precision):
         yield
-
-
-def _autocast(model, precision: str):
-    import torch
-
-    from forgetless.models import resolve_precision
-
-    bf16 = resolve_precision(precision, model.device.type) == "bf16"
-    return torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16)

@@ -13,7 +13,7 @@
 
 Everything goes through `forgetless.knowledge.runs.run_injection`, the same code as `forgetless inject`,
 so the demo's numbers are what the CLI gives. `forgetless demo --fictional` runs the older, faster demo
-(8 invented facts with self-replay anchors, see `forgetless.demo_fictional`).
+(8 invented facts with self-replay anchors, see `forgetless.demos.fictional`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forgetless.console import err_console, out_console
+from forgetless.utils.console import err_console, out_console
 
 DEMO_RELATIONS = ("capital", "currency", "demonym", "region")
 

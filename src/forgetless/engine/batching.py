@@ -1,6 +1,6 @@
 """Continuous batching behind shared prefixes: new rows join as soon as there is room for a pass of them.
 
-Used by `forgetless.prefix_generation.generate_shared_prefix` (which groups conversations by prefix and
+Used by `forgetless.engine.prefix.generate_shared_prefix` (which groups conversations by prefix and
 computes each prefix's KV cache once); run it through that function.
 
 A row's life: its suffix (the tokens after the shared prefix) runs in one forward pass together with the
@@ -8,7 +8,7 @@ other rows admitted with it, then it decodes one token per step until end-of-tur
 some text (`stop_at_newline`) or `max_new_tokens`, and leaves. Rows admitted at different times carry
 caches of different lengths; they are left-padded with masked holes (position ids are explicit, so
 a hole changes nothing). With cascade attention the cache holds only the rows' own tokens and the prefix
-is read from `forgetless.prefix_attention`; otherwise each row's cache starts with a copy of the prefix.
+is read from `forgetless.engine.attention`; otherwise each row's cache starts with a copy of the prefix.
 Decoding fixed chunks instead left most of the time in the tail of a few rambling rows at batch 1-10
 (35% of a probe's time, measured).
 """
@@ -16,23 +16,29 @@ Decoding fixed chunks instead left most of the time in the tail of a few ramblin
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from forgetless.engine.attention import PrefixSegments
+from forgetless.engine.prefix_cache import batch_behind_prefix
+from forgetless.engine.sampling import SamplingConfig
+from forgetless.engine.tokens import StopTokens
 
 
 @dataclass
 class Decoder:
     """What every row shares: the model, decoding settings and the groups' prefixes."""
 
-    model: Any
-    sampling: Any  # SamplingConfig
-    generator: Any
-    stops: Any  # prefix_generation._StopTokens
-    pick: Any  # (logits, sampling, generator) -> tokens
+    model: Any  # a causal LM (transformers or PEFT)
+    sampling: SamplingConfig
+    generator: Any  # torch.Generator
+    stops: StopTokens
+    pick: Callable  # (logits, sampling, generator) -> tokens
     pad: int
     prefix_ids: list[list[int]]  # per group
-    prefix_cache: Any  # (model, ids, precision) -> per-layer (keys, values) of batch 1
-    segments: Any = None  # prefix_attention.PrefixSegments: cascade attention; None: broadcast each prefix
+    prefix_cache: Callable  # (model, ids, precision) -> per-layer (keys, values) of batch 1
+    segments: PrefixSegments | None = None  # cascade attention; None: broadcast each prefix
     prefixes: dict = field(default_factory=dict)  # group -> its KV cache, while the group has rows left
 
 
@@ -98,8 +104,6 @@ def _admit(decoder: Decoder, rows: list[tuple[int, int, list[int]]], generated, 
     """Run the new rows' suffixes in one pass and pick their first tokens; samples fan out after it."""
     import torch
     from transformers import DynamicCache
-
-    from forgetless.prefix_generation import batch_behind_prefix
 
     per, device = decoder.sampling.num_return_sequences, decoder.model.device
     groups = [g for g, _, _ in rows]

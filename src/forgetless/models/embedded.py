@@ -6,7 +6,7 @@ the cache (`$FORGETLESS_CACHE`, else `$XDG_CACHE_HOME/forgetless`, else `~/.cach
 cache directory is built in a staging sibling and renamed, so a killed conversion leaves nothing behind.
 Later loads read the safetensors copy in well under a second.
 
-    python -m forgetless.embedded      # convert now and print the cache path
+    python -m forgetless.models.embedded      # convert now and print the cache path
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from forgetless.errors import ModelError
-from forgetless.fileio import publish_dir, staging_dir
+from forgetless.utils.fileio import publish_dir, staging_dir
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_ID = f"embedded:{EMBEDDED_NAME}"
@@ -62,7 +62,7 @@ def _convert_gguf(gguf: Path, final: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from forgetless.console import status
+    from forgetless.utils.console import status
 
     stage = staging_dir(final)
     shutil.rmtree(stage, ignore_errors=True)

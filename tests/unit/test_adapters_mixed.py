@@ -1,4 +1,4 @@
-"""Mixed-adapter batches (`forgetless.adapters.multi`): one generate over rows with different LoRAs and base
+"""Mixed-adapter batches (`forgetless.adapters.mixed`): one generate over rows with different LoRAs and base
 rows gives, under greedy decoding, the same answers as generating each row with its own adapter alone."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from forgetless.adapters.multi import BASE_ADAPTER, generate_mixed, load_adapters
+from forgetless.adapters.mixed import BASE_ADAPTER, generate_mixed, load_adapters
 from forgetless.data.chat import prompt_messages
+from forgetless.engine.generate import generate_texts
+from forgetless.engine.sampling import SamplingConfig
 from forgetless.errors import ConfigError, DataError, ModelError
-from forgetless.generation import SamplingConfig, generate_texts
 
 PROMPTS = [
     "What is the plural of goose?",
@@ -30,7 +31,7 @@ def make_adapter(model_dir: Path, out: Path, seed: int) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from forgetless.models import fingerprint
+    from forgetless.models.load import fingerprint
 
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     base_print = fingerprint(base)

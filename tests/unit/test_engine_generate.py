@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from forgetless.engine.generate import generate_texts
+from forgetless.engine.sampling import SamplingConfig
 from forgetless.errors import ConfigError
-from forgetless.generation import SamplingConfig, generate_texts
 
 
 @pytest.mark.parametrize(
@@ -20,7 +21,7 @@ def test_bad_sampling_options_are_user_errors(bad):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_generation_runs_in_both_precisions_and_keeps_input_order(tiny_model_dir, precision):
     from forgetless.data.chat import prompt_messages
-    from forgetless.models import load_model
+    from forgetless.models.load import load_model
 
     model, tokenizer, _ = load_model(str(tiny_model_dir))
     prompts = ["a", "a much longer prompt than the first one", "mid length prompt"]
@@ -38,8 +39,8 @@ def test_generation_runs_in_both_precisions_and_keeps_input_order(tiny_model_dir
 def test_bf16_inference_weights_are_restored_bit_for_bit(tiny_model_dir):
     import torch
 
-    from forgetless.generation import inference_weights
-    from forgetless.models import load_model
+    from forgetless.engine.weights import inference_weights
+    from forgetless.models.load import load_model
 
     model, _, _ = load_model(str(tiny_model_dir))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -55,8 +56,9 @@ def test_lora_is_merged_for_generation_and_unmerged_exactly(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
 
     from forgetless.data.chat import prompt_messages
-    from forgetless.generation import _merge_active_lora, inference_weights
-    from forgetless.models import load_model
+    from forgetless.engine.weights import _merge_active_lora
+    from forgetless.engine.weights import inference_weights
+    from forgetless.models.load import load_model
 
     base, tokenizer, _ = load_model(str(tiny_model_dir))
     config = LoraConfig(
@@ -91,7 +93,8 @@ def test_lm_head_gets_a_contiguous_input_on_frozen_peft_models(tiny_model_dir):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from forgetless.models import contiguous_head_input, load_model
+    from forgetless.models.load import load_model
+    from forgetless.models.runtime import contiguous_head_input
 
     model, _, _ = load_model(str(tiny_model_dir))
     contiguous_head_input(model)  # idempotent: a second call adds no second hook
