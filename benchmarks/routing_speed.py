@@ -39,24 +39,25 @@ def stand_in_run(folder: Path, tasks: tuple[str, ...] = ("num2words", "plural", 
     from peft import LoraConfig, get_peft_model
 
     from forgetless.continual.config import ContinualConfig, ContinualTask
-    from forgetless.continual.switching import add_task_to_switch, new_switch, save_switch
+    from forgetless.continual.run_dir import RunDir
+    from forgetless.continual.switch_stage import add_task_to_switch, new_switch, save_switch
     from forgetless.data.tasks import build_task
     from forgetless.models.load import load_model
 
     cfg = ContinualConfig(tasks=[ContinualTask(t, builtin=t) for t in tasks], output=str(folder), abstain_keep=0.95)
-    switch, calibration = new_switch(cfg), {}
+    switch, calibration, run = new_switch(cfg), {}, RunDir(folder)
     for seed, task in enumerate(tasks):
         base, _, info = load_model(None)
         torch.manual_seed(seed)
         lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
-        adapter = folder / "adapters" / task
+        adapter = run.adapter_home(task)
         get_peft_model(base, lora).save_pretrained(adapter)
         (adapter / "forgetless.json").write_text(json.dumps({"base_fingerprint": info.fingerprint}))
         prompts = [r["prompt"] for r in build_task(task, seed=0, n_train=300, n_eval=1)[0]]
         calibration[task] = prompts[:20]
-        add_task_to_switch(switch, task, prompts[20:], f"adapters/{task}", calibration, cfg.abstain_keep)
+        add_task_to_switch(switch, task, prompts[20:], run.recorded_adapter(task), calibration, cfg.abstain_keep)
     save_switch(switch, folder, calibration)
-    (folder / "run.json").write_text(json.dumps({"model": None, "tasks": [t.to_dict() for t in cfg.tasks]}))
+    run.manifest_path.write_text(json.dumps({"model": None, "tasks": [t.to_dict() for t in cfg.tasks]}))
     return folder
 
 
@@ -119,9 +120,10 @@ def main() -> None:
     import torch
 
     from forgetless.continual.route import RoutedModel
+    from forgetless.continual.run_dir import RunDir
     from forgetless.data.chat import prompt_messages
 
-    run = args.run or (DEFAULT_RUN if (DEFAULT_RUN / "switch" / "switch.json").is_file() else None)
+    run = args.run or (DEFAULT_RUN if RunDir(DEFAULT_RUN).switch_manifest_path.is_file() else None)
     temp = None
     if run is None:
         temp = tempfile.TemporaryDirectory(prefix="routing-bench-")

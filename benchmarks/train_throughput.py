@@ -20,12 +20,13 @@ import time
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
+from forgetless.adapters.registry import build_method
 from forgetless.data.records import Record
 from forgetless.knowledge.countries import country_facts
 from forgetless.models.load import load_model
 from forgetless.models.runtime import resolve_precision
 from forgetless.train.config import TrainConfig
-from forgetless.train.setup import build_dataset, build_peft_model, build_trainer
+from forgetless.train.setup import build_dataset, build_trainer
 
 
 class StepTimer(TrainerCallback):
@@ -59,7 +60,7 @@ def run(kind: str, records, args) -> float:
     cfg = TrainConfig(data="-", output="-", max_steps=args.steps, batch_size=args.batch_size, lr=1e-4)
     cfg.save_steps, cfg.logging_steps = 10_000, 10_000
     dataset = build_dataset(tokenizer, records, cfg)
-    peft_model = build_peft_model(model, cfg)
+    peft_model = build_method(cfg).wrap(model)  # the LoRA `forgetless train` builds (cfg.method "lora")
     timer = StepTimer()
     if kind == "plain":
         trainer = _plain_trainer(peft_model, tokenizer, dataset, args)

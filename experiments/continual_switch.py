@@ -32,10 +32,9 @@ STAGE_KEYS = ("switch_accuracy", "routed_accuracy", "abstain_id", "abstain_ood",
 
 
 def smoke_overrides() -> dict:
-    """Plumbing only: two tasks, a few records, 2 optimizer steps per adapter."""
+    """Plumbing only: two tasks, a few records (2 optimizer steps per adapter: see `configs`)."""
     return dict(
-        builtin_train=200, builtin_eval=6, max_train=16, max_steps=2, general_qa=4, mmlu=4, ood_mmlu=4,
-        calibration_size=5,
+        builtin_train=200, builtin_eval=6, max_train=16, general_qa=4, mmlu=4, ood_mmlu=4, calibration_size=5,
     )  # fmt: skip
 
 
@@ -44,7 +43,7 @@ def configs(smoke: bool, work: Path):
 
     cfg = load_continual_config(CONFIG, output=str(work / "rehearsal_1pct"), overwrite=True)
     if smoke:
-        cfg = replace(cfg, tasks=cfg.tasks[:2], **smoke_overrides())
+        cfg = replace(cfg, tasks=cfg.tasks[:2], train=replace(cfg.train, max_steps=2), **smoke_overrides())
     low = replace(
         cfg,
         output=str(work / "rehearsal_0.01pct"),
@@ -67,7 +66,7 @@ def run_both(cfg, low):
 
 def switch_ablation(ctx) -> list[dict]:
     """Closed-set accuracy and AUROC of the final switch: balanced vs plain loss, at both rehearsal rates."""
-    from forgetless.continual.switching import add_task_to_switch, new_switch, switch_stats
+    from forgetless.continual.switch_stage import add_task_to_switch, new_switch, switch_stats
 
     cfg, data, encoder, ood, rows = ctx.cfg, ctx.data, ctx.switch_encoder(), ctx.ood, []
     for rate_name, rate in RATES.items():

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_builtin_tasks_switch_and_sequential(tmp_path):
-    cfg = ContinualConfig(
+    cfg = ContinualConfig.from_options(
         tasks=[ContinualTask("plural", builtin="plural"), ContinualTask("date_format", builtin="date_format")],
         output=str(tmp_path / "run"),
         methods=["switch", "sequential"],

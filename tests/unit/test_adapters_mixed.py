@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from forgetless.adapters.mixed import BASE_ADAPTER, generate_mixed, load_adapters
+from forgetless.adapters.mixed import generate_mixed, load_adapters
+from forgetless.adapters.names import BASE
 from forgetless.data.chat import prompt_messages
 from forgetless.engine.generate import generate_texts
 from forgetless.engine.sampling import SamplingConfig
@@ -98,7 +99,7 @@ def test_one_generate_call_per_chunk(pool, monkeypatch):
     names = ["alpha", None, "beta", "beta", None, "alpha"]
     generate_mixed(model, tokenizer, [prompt_messages(p) for p in PROMPTS], names, GREEDY, batch_size=4)
     assert len(calls) == 2
-    assert sorted(n for call in calls for n in call) == sorted(["alpha", "alpha", "beta", "beta"] + [BASE_ADAPTER] * 2)
+    assert sorted(n for call in calls for n in call) == sorted(["alpha", "alpha", "beta", "beta"] + [BASE] * 2)
 
 
 def test_base_model_without_adapters_answers_like_generate_texts(tiny_model_dir):
@@ -127,6 +128,6 @@ def test_adapter_for_another_base_is_refused(other_tiny_model_dir, adapters):
 
 
 def test_reserved_or_odd_adapter_names_are_refused(tiny_model_dir, adapters):
-    for name in (BASE_ADAPTER, "a.b", ""):
+    for name in (BASE, "a.b", ""):
         with pytest.raises(ConfigError):
             load_adapters(str(tiny_model_dir), {name: adapters["alpha"]})

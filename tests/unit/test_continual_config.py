@@ -36,7 +36,7 @@ def test_tasks_and_options_parse_with_paths_relative_to_the_yaml(work, tmp_path_
     assert cfg.task_names == ["alpha", "beta"]
     assert cfg.tasks[0] == ContinualTask("alpha", str(work / "a.jsonl"), str(work / "a.jsonl"), "exact_match")
     assert cfg.tasks[1].train == str(work / "data" / "b.jsonl") and cfg.tasks[1].max_train == 3
-    assert cfg.lr == 2e-4 and cfg.rehearsal == 0.5  # a flag (not None) overrides the YAML and the default
+    assert cfg.train.lr == 2e-4 and cfg.rehearsal == 0.5  # a flag (not None) overrides the YAML and the default
     assert cfg.switch_balanced is True and cfg.abstain_keep == 0.95
 
 

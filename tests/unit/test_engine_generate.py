@@ -56,8 +56,7 @@ def test_lora_is_merged_for_generation_and_unmerged_exactly(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
 
     from forgetless.data.chat import prompt_messages
-    from forgetless.engine.weights import _merge_active_lora
-    from forgetless.engine.weights import inference_weights
+    from forgetless.engine.weights import _merge_active_lora, inference_weights
     from forgetless.models.load import load_model
 
     base, tokenizer, _ = load_model(str(tiny_model_dir))

@@ -51,7 +51,9 @@ def test_mixtures_use_the_papers_format():
 
 def test_injection_writes_the_contracted_results(tiny_model_dir, facts_file, tmp_path):
     out = tmp_path / "inj"
-    cfg = InjectConfig(facts=str(facts_file), output=str(out), model=str(tiny_model_dir), unknown=4, **FAST)
+    cfg = InjectConfig.from_options(
+        facts=str(facts_file), output=str(out), model=str(tiny_model_dir), unknown=4, **FAST
+    )
     result = run_injection(cfg)
     saved = json.loads((out / "results.json").read_text())
     for key in ("reliability", "mmlu_before", "mmlu_after", "transitions"):
@@ -71,7 +73,7 @@ def test_audit_subset_keeps_the_trained_facts_and_a_shared_sample(tiny_model_dir
     assert {f.id for f in facts[:3]} <= {f.id for f in a} and {f.id for f in facts[5:7]} <= {f.id for f in b}
     assert len({f.id for f in a} - {f.id for f in facts[:3]} - {f.id for f in facts[5:7]}) <= 10
     assert audit_subset(facts, facts[:3], 0, seed=0) == facts
-    cfg = InjectConfig(
+    cfg = InjectConfig.from_options(
         facts=str(facts_file), output=str(tmp_path / "o"), model=str(tiny_model_dir), unknown=3, audit_facts=5, **FAST
     )
     result = run_injection(cfg)
@@ -92,7 +94,9 @@ def test_base_snapshot_is_measured_once_per_grid(tiny_model_dir, facts_file, tmp
     monkeypatch.setattr(audit, "_measure_rest", counting)
     results = []
     for n in (2, 3):
-        cfg = InjectConfig(facts=str(facts_file), output=str(tmp_path / f"n{n}"), model=str(tiny_model_dir), **FAST)
+        cfg = InjectConfig.from_options(
+            facts=str(facts_file), output=str(tmp_path / f"n{n}"), model=str(tiny_model_dir), **FAST
+        )
         results.append(run_injection(InjectConfig(**{**cfg.__dict__, "unknown": n})))
     assert len(calls) == 3  # base once, then each adapter
     assert results[0]["mmlu_before"] == results[1]["mmlu_before"]

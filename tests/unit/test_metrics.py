@@ -12,19 +12,19 @@ from forgetless.eval.metrics import (
     exact_match,
     forgetting,
     forward_transfer,
-    normalize_answer,
     rouge_l,
     sari,
     score,
+    squad_normalize,
     token_f1,
 )
 
 # ------------------------------------------------------------------------------------------ text metrics
 
 
-def test_normalize_answer_is_squad_style():
-    assert normalize_answer("  The Children!  ") == "children"
-    assert normalize_answer("An apple, a pear") == "apple pear"
+def test_squad_normalize_is_squad_style():
+    assert squad_normalize("  The Children!  ") == "children"
+    assert squad_normalize("An apple, a pear") == "apple pear"
 
 
 def test_exact_match():

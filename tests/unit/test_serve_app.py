@@ -14,7 +14,8 @@ import time
 import httpx
 import pytest
 
-from forgetless.adapters.switch import BASE, Route
+from forgetless.adapters.names import BASE
+from forgetless.adapters.switch import Route
 from forgetless.serve.app import ServeConfig, create_app
 from forgetless.serve.backend import EchoBackend
 from forgetless.serve.batching import GenRequest, Row

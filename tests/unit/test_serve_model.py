@@ -20,10 +20,11 @@ import torch
 
 from forgetless.adapters.switch import MiniLMEncoder, Switch
 from forgetless.cli.app import main
+from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError
 from forgetless.serve.app import ServeConfig, create_app
 from forgetless.serve.backend import build_backend
-from forgetless.serve.registry import registry_from_run, resolve_adapter_path
+from forgetless.serve.registry import registry_from_run
 from forgetless.serve.server import ServerThread
 
 NOUNS = "child mouse goose tooth foot person city knife leaf box cactus woman wolf hero potato church baby ox"
@@ -182,11 +183,11 @@ def test_streaming_and_completions_on_the_model(served):
 
 
 def test_adapter_paths_resolve_when_the_run_moved(run_dir, tmp_path):
-    assert resolve_adapter_path(run_dir, "adapters/plural") == (run_dir / "adapters" / "plural").resolve()
+    assert RunDir(run_dir).adapter_dir("adapters/plural") == (run_dir / "adapters" / "plural").resolve()
     stale = "/somewhere/else/old-run/adapters/plural"  # an absolute path from before the run was moved
-    assert resolve_adapter_path(run_dir, stale) == (run_dir / "adapters" / "plural").resolve()
+    assert RunDir(run_dir).adapter_dir(stale) == (run_dir / "adapters" / "plural").resolve()
     with pytest.raises(Exception, match="not found"):
-        resolve_adapter_path(tmp_path, "adapters/plural")
+        RunDir(tmp_path).adapter_dir("adapters/plural")
 
 
 def test_loramoe_adapter_is_served_alone_with_base_rows_split(tiny_model_dir, run_dir, tmp_path):

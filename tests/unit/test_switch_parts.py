@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from forgetless.adapters.switch import BASE, RehearsalMemory, Switch, SwitchHead, keep_threshold, ood_metrics
+from forgetless.adapters.names import BASE
+from forgetless.adapters.switch import RehearsalMemory, Switch, SwitchHead, keep_threshold, ood_metrics
 from forgetless.adapters.switch.scores import id_scores
 from forgetless.errors import ConfigError, DataError, ModelError
 

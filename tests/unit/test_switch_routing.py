@@ -14,7 +14,8 @@ import random
 import pytest
 import torch
 
-from forgetless.adapters.switch import BASE, MiniLMEncoder, Switch, id_scores, ood_metrics
+from forgetless.adapters.names import BASE
+from forgetless.adapters.switch import MiniLMEncoder, Switch, id_scores, ood_metrics
 
 SUBJECTS = ["The cat", "My brother", "The old teacher", "Our neighbour", "A young girl", "The doctor", "This farmer"]
 SUBJECTS += ["The little boy", "Her grandmother", "The pilot", "Every student", "The baker"]

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from forgetless.adapters.registry import adapter_kind, method_class, method_holding
 from forgetless.errors import ModelError
 from forgetless.models.load import ModelInfo, load_model, same_base
 
@@ -51,42 +52,21 @@ def load_with_adapter(
             f"{adapter}: adapter was made for a different base model ({trained_on}), not {info.model_id}; "
             f"pass --model {trained_on} or omit --model"
         )
-    return _attach(base, adapter, config), tokenizer, info
+    return _attach(base, adapter, config, manifest), tokenizer, info
 
 
-def _attach(base, adapter: str | Path, config: dict[str, Any]):
-    if config.get("method") == "loramoe":
-        from forgetless.adapters.loramoe import load_loramoe
-
-        return load_loramoe(base, adapter)
-    from peft import PeftModel
-
-    try:
-        model = PeftModel.from_pretrained(base, str(adapter))
-    except (RuntimeError, ValueError, KeyError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"{adapter}: adapter does not fit this base model ({first}); use its own base") from None
-    model.eval()
-    return model
+def _attach(base, adapter: str | Path, config: dict[str, Any], manifest: dict[str, Any]):
+    return method_class(adapter_kind(config, manifest)).attach(base, Path(adapter))
 
 
 @contextmanager
 def adapter_disabled(model):
-    """Run the base model alone inside the block: PEFT's `disable_adapter`, or LoRAMoE layers switched off.
-
-    This is how audits measure "before": the same loaded weights, the adapter contributing nothing.
-    """
-    if hasattr(model, "disable_adapter"):
-        with model.disable_adapter():
-            yield model
-        return
-    from forgetless.adapters.loramoe import loramoe_layers
-
-    layers = [layer for _, layer in loramoe_layers(model)]
-    for layer in layers:
-        layer.disabled = True
-    try:
+    """Run the base model alone inside the block (the method's own switch: PEFT's `disable_adapter`,
+    LoRAMoE layers switched off, ...). This is how audits measure "before": the same loaded weights,
+    the adapter contributing nothing."""
+    method = method_holding(model)
+    if method is None:
         yield model
-    finally:
-        for layer in layers:
-            layer.disabled = False
+        return
+    with method.disabled(model):
+        yield model

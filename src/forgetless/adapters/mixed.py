@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.adapters.loading import read_adapter_meta
+from forgetless.adapters.names import BASE
+from forgetless.adapters.registry import adapter_kind, method_class
 from forgetless.data.chat import render_prompt, tokenize_prompt
 from forgetless.engine.generate import generate_batch
 from forgetless.engine.sampling import SamplingConfig
 from forgetless.errors import ConfigError, DataError, ModelError
 from forgetless.models.load import ModelInfo, load_model, same_base
 
-BASE_ADAPTER = "__base__"
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
-__all__ = ["BASE_ADAPTER", "adapter_names_of", "add_adapter", "generate_mixed", "load_adapters"]
+__all__ = ["adapter_names_of", "add_adapter", "generate_mixed", "load_adapters"]
 
 
 def load_adapters(
@@ -75,15 +76,15 @@ def adapter_names_of(model: Any) -> list[str]:
 
 
 def _check_name(name: str, model: Any) -> None:
-    if not isinstance(name, str) or not _NAME.match(name) or name == BASE_ADAPTER:
-        raise ConfigError(f"adapter name {name!r} is not usable; use letters, digits, '_' or '-' (not {BASE_ADAPTER})")
+    if not isinstance(name, str) or not _NAME.match(name) or name == BASE:
+        raise ConfigError(f"adapter name {name!r} is not usable; use letters, digits, '_' or '-' (not {BASE})")
     if name in adapter_names_of(model):
         raise ConfigError(f"adapter name {name!r} is loaded twice; give every adapter its own name")
 
 
 def _check_adapter(path: str | Path, info: ModelInfo) -> dict[str, Any]:
     config, manifest = read_adapter_meta(path)
-    if config.get("method") == "loramoe" or config.get("peft_type", "LORA") != "LORA":
+    if not method_class(adapter_kind(config, manifest)).mixable or config.get("peft_type", "LORA") != "LORA":
         raise ModelError(f"{path}: only PEFT LoRA adapters can share a mixed batch (this one is not a plain LoRA)")
     recorded = manifest.get("base_fingerprint") or config.get("base_model_fingerprint")
     if recorded and not same_base(recorded, info.fingerprint):
@@ -138,8 +139,8 @@ def generate_mixed(
 def _resolve_names(model: Any, adapter_names: Sequence[str | None]) -> list[str]:
     """Map None to `__base__` and check every other name is an adapter loaded into `model`."""
     known = set(adapter_names_of(model))
-    names = [BASE_ADAPTER if name is None else name for name in adapter_names]
-    unknown = sorted({n for n in names if n != BASE_ADAPTER and n not in known})
+    names = [BASE if name is None else name for name in adapter_names]
+    unknown = sorted({n for n in names if n != BASE and n not in known})
     if unknown:
         raise ModelError(f"adapter(s) {', '.join(unknown)} are not loaded; loaded: {', '.join(sorted(known)) or '-'}")
     return names

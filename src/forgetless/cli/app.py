@@ -1,4 +1,4 @@
-"""The `forgetless` console command. Each command group lives in its own small module.
+"""The `forgetless` console command. Each command (or command group) lives in the module named after it.
 
     forgetless --help
     forgetless train --data F --output D [--max-steps N]
@@ -45,14 +45,18 @@ def _root(
 
 def _register() -> None:
     from forgetless.cli import (
+        audit_cmd,
         continual_cmd,
-        data_cmd,
         demo_cmd,
         experts_cmd,
+        export_cmd,
+        facts_cmd,
         generate_cmd,
-        knowledge_cmd,
+        inject_cmd,
         probe_cmd,
+        route_cmd,
         serve_cmd,
+        tasks_cmd,
         train_cmd,
     )
 
@@ -61,13 +65,14 @@ def _register() -> None:
     app.command("demo")(demo_cmd.demo)
     app.command("experts")(experts_cmd.experts)
     app.command("probe")(probe_cmd.probe)
-    app.command("inject")(knowledge_cmd.inject)
-    app.command("audit")(knowledge_cmd.audit)
-    app.add_typer(data_cmd.facts_app, name="facts")
-    app.add_typer(data_cmd.tasks_app, name="tasks")
-    continual_cmd.register(app)  # `continual run|add-task` and `route`
+    app.command("inject")(inject_cmd.inject)
+    app.command("audit")(audit_cmd.audit)
+    app.add_typer(facts_cmd.facts_app, name="facts")
+    app.add_typer(tasks_cmd.tasks_app, name="tasks")
+    app.add_typer(continual_cmd.continual_app, name="continual")
+    app.command("route")(route_cmd.route)
     app.command("serve")(serve_cmd.serve)
-    app.add_typer(serve_cmd.export_app, name="export")
+    app.add_typer(export_cmd.export_app, name="export")
 
 
 _register()

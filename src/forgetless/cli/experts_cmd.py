@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from forgetless.cli.options import ADAPTER_BASE, model_option
 from forgetless.errors import ConfigError, ModelError
 
 
@@ -19,7 +20,7 @@ def experts(
     adapter: Path = typer.Option(..., "--adapter", help="LoRAMoE adapter directory to analyse."),
     data: Path = typer.Option(..., "--data", help="Records (with `type`: world | task) to route."),
     output: Path = typer.Option(None, "--output", "-o", help="Report directory (default: <adapter>/router_analysis)."),
-    model: str = typer.Option(None, "--model", help="Base model (default: the adapter's recorded base)."),
+    model: str = model_option(ADAPTER_BASE),
     batch_size: int = typer.Option(8, "--batch-size", help="Records per forward batch."),
     tokens: str = typer.Option("all", "--tokens", help="Average over `all` non-padding tokens or `response` only."),
     max_length: int = typer.Option(512, "--max-length", help="Truncate records to this many tokens."),

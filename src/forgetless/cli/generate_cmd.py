@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from forgetless.cli.options import ADAPTER_BASE_OR_EMBEDDED, model_option
+from forgetless.engine.sampling import SamplingConfig
 from forgetless.errors import ConfigError, DataError, where
 
 
@@ -14,29 +16,34 @@ def generate(
     prompt: str = typer.Option(None, "--prompt", "-p", help="One prompt to answer."),
     input: Path = typer.Option(None, "--input", "-i", help="JSONL of {prompt} or {messages} records."),
     output: Path = typer.Option(None, "--output", "-o", help="Write JSONL answers here (else stdout)."),
-    model: str = typer.Option(None, "--model", help="HF id or local dir (default: adapter's base or embedded)."),
+    model: str = model_option(ADAPTER_BASE_OR_EMBEDDED),
     adapter: Path = typer.Option(None, "--adapter", help="Adapter directory (LoRA or LoRAMoE)."),
     system: str = typer.Option(None, "--system", help="System prompt."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Tokens to generate at most."),
-    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (default); > 0 samples."),
-    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass."),
-    top_k: int = typer.Option(0, "--top-k", help="Top-k sampling (0 = off)."),
+    max_new_tokens: int = typer.Option(
+        SamplingConfig.max_new_tokens, "--max-new-tokens", help="Tokens to generate at most."
+    ),
+    temperature: float = typer.Option(
+        SamplingConfig.temperature, "--temperature", help="0 = greedy (default); > 0 samples."
+    ),
+    top_p: float = typer.Option(SamplingConfig.top_p, "--top-p", help="Nucleus sampling mass."),
+    top_k: int = typer.Option(SamplingConfig.top_k, "--top-k", help="Top-k sampling (0 = off)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward batch."),
-    seed: int = typer.Option(None, "--seed", help="Sampling seed."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast where fast) or fp32."),
+    seed: int = typer.Option(SamplingConfig.seed, "--seed", help="Sampling seed."),
+    precision: str = typer.Option(
+        SamplingConfig.precision, "--precision", help="auto (bf16 autocast where fast) or fp32."
+    ),
 ) -> None:
     """Generate answers (chat template applied, batched, left-padded)."""
     from forgetless.adapters.loading import load_with_adapter
     from forgetless.data.chat import prompt_messages
     from forgetless.engine.generate import generate_texts
-    from forgetless.engine.sampling import SamplingConfig
     from forgetless.utils.console import progress
     from forgetless.utils.fileio import write_jsonl_atomic
 
     if (prompt is None) == (input is None):
         raise ConfigError("give exactly one of --prompt TEXT or --input FILE")
     sampling = SamplingConfig(max_new_tokens, temperature, top_p, top_k, seed=seed, precision=precision).validate()
-    rows = [{"prompt": prompt}] if prompt is not None else _read_prompts(input)
+    rows = [{"prompt": prompt}] if prompt is not None else read_prompts(input)
     conversations = [r["messages"] if "messages" in r else prompt_messages(r["prompt"], system) for r in rows]
     loaded, tokenizer, _ = load_with_adapter(model, str(adapter) if adapter else None)
     with progress() as bar:
@@ -59,7 +66,8 @@ def _advance(bar, task, n: int) -> None:
         bar.advance(task, n)
 
 
-def _read_prompts(path: Path) -> list[dict]:
+def read_prompts(path: Path) -> list[dict]:
+    """The `--input` JSONL: one {prompt} or {messages} object per line; DataError naming the bad line."""
     if not path.is_file():
         raise DataError(f"{path}: input file not found; check the --input path")
     rows = []

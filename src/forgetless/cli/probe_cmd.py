@@ -9,6 +9,9 @@ can be resumed by running the SAME command again: a non-empty --output is accept
 cache for the same model, adapter and settings (the key hashes them); anything else is refused, pick a
 new --output.
 
+Option defaults are `ProbeSettings`' (tests/unit/test_cli_defaults.py checks them; importing it here would
+slow every command's start-up).
+
 Bad input is refused with a one-line error (exit 2) before the model is loaded or any cache row is
 written: a fact without subject or object, a relation with no question and no template, a relation with
 fewer than --shots + 1 facts (the message suggests the largest --shots that works), an adapter made
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import typer
 
+from forgetless.cli.options import ADAPTER_BASE_OR_EMBEDDED, model_option
 from forgetless.errors import OutputError
 
 CACHE_SUBDIR = "cache"
@@ -29,7 +33,7 @@ CACHE_SUBDIR = "cache"
 def probe(
     facts: Path = typer.Option(..., "--facts", help="JSONL fact file (subject, relation, object, ...)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory (resumes its own cache)."),
-    model: str = typer.Option(None, "--model", help="HF id or local dir (default: adapter's base or embedded)."),
+    model: str = model_option(ADAPTER_BASE_OR_EMBEDDED),
     adapter: Path = typer.Option(None, "--adapter", help="Adapter directory to probe on top of the base."),
     exemplar_sets: int = typer.Option(10, "--exemplar-sets", help="Few-shot prompts per fact."),
     shots: int = typer.Option(4, "--shots", help="Exemplars (same relation, other facts) per prompt."),

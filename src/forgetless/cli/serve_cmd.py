@@ -1,4 +1,8 @@
-"""`forgetless serve` (OpenAI-compatible API over the base + adapters) and `forgetless export vllm`."""
+"""`forgetless serve`: an OpenAI-compatible API over the base model + adapters (see forgetless.serve.app).
+
+The limits' defaults are `ServeConfig`'s (checked by tests/unit/test_cli_defaults.py: importing FastAPI
+here would slow every command's start-up).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,14 @@ from pathlib import Path
 
 import typer
 
+from forgetless.cli.options import model_option
 from forgetless.errors import ConfigError
 
-export_app = typer.Typer(help="Export trained adapters for other serving stacks.", no_args_is_help=True)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
-    model: str = typer.Option(None, "--model", help="Base model: HF id or local dir (default: adapters' base)."),
+    model: str = model_option("Base model: HF id or local dir (default: adapters' base)."),
     run: Path = typer.Option(None, "--run", help="A continual run directory: its adapters + switch (model auto)."),
     adapter: list[str] = typer.Option(None, "--adapter", help="NAME=DIR, repeatable: serve DIR as model NAME."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
@@ -43,7 +47,7 @@ def serve(
     registry.base_id = info.model_id
     config = ServeConfig(
         max_tokens_cap=max_tokens,
-        default_max_tokens=min(256, max_tokens),
+        default_max_tokens=min(ServeConfig.default_max_tokens, max_tokens),
         max_batch=1 if no_batching else max_batch,
         window_ms=0.0 if no_batching else batch_window_ms,
         max_queue=max_queue,
@@ -54,21 +58,3 @@ def serve(
         )
     typer.echo(f"serving {info.model_id} as {', '.join(registry.names())} on http://{host}:{port}/v1", err=True)
     serve_forever(create_app(backend, registry, config), host, port, log_level)
-
-
-@export_app.command("vllm")
-def export_vllm_cmd(
-    run: Path = typer.Option(..., "--run", help="A continual run directory (adapters + switch)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Directory to write the export into."),
-    model: str = typer.Option(None, "--model", help="Base model for `vllm serve` (default: the adapters' base)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing non-empty output."),
-    skip_loramoe: bool = typer.Option(False, "--skip-loramoe", help="Export the LoRA tasks, route LoRAMoE to base."),
-    copy_encoder: bool = typer.Option(
-        None, "--copy-encoder/--no-copy-encoder", help="Copy the switch encoder's weights (default: MiniLM only)."
-    ),
-) -> None:
-    """Export a run for vLLM: PEFT adapters, a standalone router module and the `vllm serve` command."""
-    from forgetless.serve.vllm.export import export_vllm
-
-    path = export_vllm(run, output, model, overwrite, skip_loramoe, copy_encoder)
-    typer.echo(f"wrote {path} (see {path / 'README.md'}; serve with: bash {path / 'serve_vllm.sh'})")

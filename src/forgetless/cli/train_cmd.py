@@ -1,4 +1,8 @@
-"""`forgetless train`: train an adapter. Options come from defaults < `--config` YAML < flags."""
+"""`forgetless train`: train an adapter. Options come from defaults < `--config` YAML < flags.
+
+Flags default to None (not given) so that YAML values stay; the defaults are TrainConfig's, and the
+"(default X)" of the help texts are checked against them by tests/unit/test_cli_defaults.py.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ from pathlib import Path
 
 import typer
 
+from forgetless.cli.options import model_option
 from forgetless.utils.console import err_console, out_console
 
 
 def train(
     data: str = typer.Option(None, "--data", help="Records: .jsonl/.json/.csv/.parquet file or hub dataset."),
     output: str = typer.Option(None, "--output", "-o", help="Adapter output directory."),
-    model: str = typer.Option(None, "--model", help="HF model id or local dir (default: embedded SmolLM2)."),
+    model: str = model_option("HF model id or local dir (default: embedded SmolLM2)."),
     method: str = typer.Option(None, "--method", help="Adapter method: lora (default) or loramoe."),
     epochs: float = typer.Option(None, "--epochs", help="Training epochs (default 3)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Stop after N optimizer steps (overrides epochs)."),

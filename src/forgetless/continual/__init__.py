@@ -7,18 +7,18 @@
 
 Modules: `config` (the task-sequence YAML), `data` (task records and their splits), `training` (fresh or
 continued LoRAs), `pool` (one base with every adapter, cached mixed-batch generation), `general` (known
-facts, MMLU, foreign prompts), `switching` (the switch inside a run), `evaluate` (R rows and metrics),
-`methods` (switch, sequential, replay, multitask), `runner` (the whole run), `report` (Markdown + plots),
-`add_task`, `route`.
+facts, MMLU, foreign prompts), `switch_stage` (the switch inside a run), `evaluate` (R rows and metrics),
+`strategies` (switch, sequential, replay, multitask), `runner` (the whole run), `report` (Markdown + plots),
+`run_dir` (the one reader of a run directory), `add_task`, `route`.
 """
 
 from forgetless.continual.add_task import add_task
-from forgetless.continual.config import METHODS, ContinualConfig, ContinualTask, load_continual_config
+from forgetless.continual.config import STRATEGIES, ContinualConfig, ContinualTask, load_continual_config
 from forgetless.continual.route import RoutedModel
 from forgetless.continual.runner import run_continual
 
 __all__ = [
-    "METHODS",
+    "STRATEGIES",
     "ContinualConfig",
     "ContinualTask",
     "RoutedModel",

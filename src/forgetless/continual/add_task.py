@@ -16,23 +16,22 @@ A `model` other than the run's base is refused (ModelError) before anything is t
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from forgetless.continual.config import ContinualConfig, ContinualTask
-from forgetless.continual.route import adapter_path, read_run_manifest
+from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError, ModelError
 from forgetless.utils.fileio import write_json_atomic
 
 
 def run_config(run_dir: Path, manifest: dict[str, Any]) -> ContinualConfig:
     """The run's resolved config, its tasks included, pointed at `run_dir`."""
-    known = {f.name for f in fields(ContinualConfig)}
+    known = ContinualConfig.option_types()
     options = {k: v for k, v in manifest.get("config", {}).items() if k in known and k != "tasks"}
     options |= {"output": str(run_dir), "resume": False, "overwrite": False, "reuse_adapters": None}
     tasks = [ContinualTask(**t) for t in manifest.get("tasks", [])]
-    return ContinualConfig(tasks=tasks, **options)
+    return ContinualConfig.from_options(tasks=tasks, **options)
 
 
 def check_same_base(manifest: dict[str, Any], model: str | None) -> None:
@@ -52,11 +51,12 @@ def check_same_base(manifest: dict[str, Any], model: str | None) -> None:
 def add_task(run_dir: str | Path, task: ContinualTask, model: str | None = None, evaluate: bool = True) -> dict:
     """Train the new task's adapter, update and save the switch, optionally score every task; returns a summary."""
     from forgetless.continual.data import prepare_task
-    from forgetless.continual.switching import add_task_to_switch, load_switch, save_switch
+    from forgetless.continual.switch_stage import add_task_to_switch, load_switch, save_switch
     from forgetless.continual.training import ensure_adapter
 
     run_dir = Path(run_dir)
-    manifest = read_run_manifest(run_dir)
+    run = RunDir(run_dir)
+    manifest = run.manifest()
     cfg = run_config(run_dir, manifest)
     if task.name in cfg.task_names:
         raise ConfigError(f"task {task.name!r} is already in {run_dir}; pick a new task name")
@@ -66,14 +66,14 @@ def add_task(run_dir: str | Path, task: ContinualTask, model: str | None = None,
     switch, calibration = load_switch(run_dir)
     td = prepare_task(cfg, task, run_dir)
     started = time.perf_counter()
-    ensure_adapter(cfg, td.adapter_data, run_dir / "adapters" / task.name, reuse=[])
+    ensure_adapter(cfg, td.adapter_data, run.adapter_home(task.name), reuse=[])
     trained = time.perf_counter()
     calibration[task.name] = td.calibration
     update = add_task_to_switch(
-        switch, task.name, td.switch_prompts, f"adapters/{task.name}", calibration, cfg.abstain_keep
+        switch, task.name, td.switch_prompts, run.recorded_adapter(task.name), calibration, cfg.abstain_keep
     )
     save_switch(switch, run_dir, calibration)
-    write_json_atomic(run_dir / "run.json", manifest | {"tasks": [t.to_dict() for t in cfg.tasks]})
+    write_json_atomic(run.manifest_path, manifest | {"tasks": [t.to_dict() for t in cfg.tasks]})
     summary = {"task": task.name, **update, "seconds": {"train": round(trained - started, 1)}}
     if evaluate:
         summary |= _evaluate(cfg, run_dir, switch)
@@ -86,13 +86,14 @@ def _evaluate(cfg: ContinualConfig, run_dir: Path, switch: Any) -> dict[str, Any
     from forgetless.continual.data import prepare_tasks
     from forgetless.continual.evaluate import max_new_tokens
     from forgetless.continual.pool import AdapterPool
-    from forgetless.continual.switching import route_names, switch_stats
+    from forgetless.continual.switch_stage import route_names, switch_stats
     from forgetless.eval.metrics import score
 
     data = prepare_tasks(cfg, run_dir)
+    run = RunDir(run_dir)
     pool = AdapterPool(cfg.model, batch_size=cfg.eval_batch_size)
     for name, adapter in switch.adapters.items():
-        pool.add(name, adapter_path(run_dir, adapter))
+        pool.add(name, run.locate_adapter(adapter))
     scores = {}
     for name, td in data.items():
         answers = pool.generate(

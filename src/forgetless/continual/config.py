@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from forgetless.errors import ConfigError
 from forgetless.eval.metrics import TEXT_METRICS
+from forgetless.train.args import HoldsTrainArgs, TrainArgs
 from forgetless.utils.yamlconfig import coerce
 
-METHODS = ("switch", "sequential", "replay", "multitask")
-BASELINES = METHODS[1:]
+STRATEGIES = ("switch", "sequential", "replay", "multitask")  # what a run compares (YAML/CLI key: `methods`)
 TASK_KEYS = ("name", "train", "eval", "metric", "max_train", "max_eval", "builtin")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -50,23 +49,32 @@ class ContinualTask:
         return dataclasses.asdict(self)
 
 
+def continual_train_args() -> TrainArgs:
+    """Every task LoRA of a continual run (the baselines use the same): one epoch at lr 1e-3, rank 16, records
+    of at most 256 tokens (the rest are TrainArgs defaults)."""
+    return TrainArgs(epochs=1.0, lr=1e-3, rank=16, max_length=256)
+
+
 @dataclass
-class ContinualConfig:
+class ContinualConfig(HoldsTrainArgs):
     """Every option of `forgetless continual run` (defaults suit the embedded 135M model on 2 CPU cores)."""
+
+    TRAIN_OPTIONS: ClassVar[dict[str, Any]] = {
+        "epochs": float,
+        "max_steps": int,
+        "lr": float,
+        "rank": int,
+        "alpha": float | None,
+        "batch_size": int,
+        "max_length": int,
+    }
 
     tasks: list[ContinualTask] = field(default_factory=list)
     output: str = ""
     model: str | None = None  # HF id, local dir, or None for the embedded SmolLM2-135M-Instruct
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(STRATEGIES))  # the strategies to run, in order
     seed: int = 0
-    # task adapters (one fresh LoRA per task; the baselines use the same settings)
-    epochs: float = 1.0
-    max_steps: int = -1
-    lr: float = 1e-3
-    rank: int = 16
-    alpha: float | None = None
-    batch_size: int = 8
-    max_length: int = 256
+    train: TrainArgs = field(default_factory=continual_train_args)  # task adapters (TRAIN_OPTIONS are flat)
     max_train: int | None = None  # default cap of every task's LoRA records
     # switch
     rehearsal: float = 0.01  # fraction of each task's prompts kept for the switch (and replayed by `replay`)
@@ -96,13 +104,14 @@ class ContinualConfig:
         """Raise ConfigError naming the first bad option or task and how to fix it."""
         _check(bool(self.output), "--output is required: pass --output DIR")
         _check(bool(self.tasks), "the task sequence is empty; list tasks under `tasks:` in the YAML")
-        unknown = [m for m in self.methods if m not in METHODS]
-        _check(not unknown, f"unknown method {unknown[:1]}; choose from {', '.join(METHODS)}")
-        _check(bool(self.methods), "methods is empty; choose from " + ", ".join(METHODS))
+        unknown = [m for m in self.methods if m not in STRATEGIES]
+        _check(not unknown, f"unknown method {unknown[:1]}; choose from {', '.join(STRATEGIES)}")
+        _check(bool(self.methods), "methods is empty; choose from " + ", ".join(STRATEGIES))
         _check(0 < self.rehearsal <= 1, f"rehearsal fraction must be in (0, 1], got {self.rehearsal}")
         keep = self.abstain_keep
         _check(keep is None or 0 < keep <= 1, f"abstain_keep must be in (0, 1] or null, got {keep}")
-        positive = {"lr": self.lr, "epochs": self.epochs, "rank": self.rank, "batch_size": self.batch_size}
+        train = self.train
+        positive = {"lr": train.lr, "epochs": train.epochs, "rank": train.rank, "batch_size": train.batch_size}
         positive |= {"switch_epochs": self.switch_epochs, "eval_batch_size": self.eval_batch_size}
         positive |= {"calibration_size": self.calibration_size, "builtin_eval": self.builtin_eval}
         for name, value in positive.items():
@@ -110,14 +119,11 @@ class ContinualConfig:
         for name in ("general_qa", "mmlu", "ood_mmlu"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         _check(self.max_new_tokens is None or self.max_new_tokens > 0, "max_new_tokens must be positive")
-        _check(self.max_steps == -1 or self.max_steps > 0, "max_steps must be a positive integer (or -1)")
+        _check(train.max_steps == -1 or train.max_steps > 0, "max_steps must be a positive integer (or -1)")
         seen: set[str] = set()
         for index, task in enumerate(self.tasks):
             _validate_task(task, index, seen)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @property
     def task_names(self) -> list[str]:
@@ -166,7 +172,7 @@ def load_continual_config(path: str | Path, **overrides: Any) -> ContinualConfig
     """Read a task-sequence YAML; keyword `overrides` (not None) win over its values. Validated."""
     path = Path(path)
     data, lines = _read_yaml(path)
-    types = typing.get_type_hints(ContinualConfig)
+    types = ContinualConfig.option_types()
     allowed = sorted(set(types) - {"output", "source", "tasks"})
     options: dict[str, Any] = {}
     for key, value in data.items():
@@ -178,7 +184,7 @@ def load_continual_config(path: str | Path, **overrides: Any) -> ContinualConfig
         else:
             raise ConfigError(f"{loc}: unknown option; known options: tasks, {', '.join(allowed)}")
     options.update({k: v for k, v in overrides.items() if v is not None})
-    return ContinualConfig(**options, source=str(path)).validate()
+    return ContinualConfig.from_options(**options, source=str(path)).validate()
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:

@@ -63,7 +63,7 @@ class EvalContext:
         """The switch's encoder (MiniLM by default) with a prompt cache, shared by every switch of the run."""
         if self.encoder is None:
             from forgetless.adapters.switch import make_encoder
-            from forgetless.continual.switching import CachedEncoder
+            from forgetless.continual.switch_stage import CachedEncoder
 
             self.encoder = CachedEncoder(make_encoder(self.cfg.switch_encoder))
         return self.encoder

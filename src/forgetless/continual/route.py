@@ -15,33 +15,16 @@ reported as task `base`.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forgetless.continual.run_dir import RunDir
 from forgetless.engine.sampling import SamplingConfig
-from forgetless.errors import DataError, ModelError
+from forgetless.errors import DataError
 
 BASE_LABEL = "base"
-
-
-def read_run_manifest(run_dir: Path) -> dict[str, Any]:
-    """run.json of a continual run; ModelError when `run_dir` is not one."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise ModelError(f"{run_dir}: not a continual run directory (no run.json); pass --run DIR of a continual run")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the run manifest ({exc})") from None
-
-
-def adapter_path(run_dir: Path, adapter: str) -> Path:
-    """An adapter recorded by the switch, resolved against the run directory when relative."""
-    path = Path(adapter)
-    return path if path.is_absolute() else Path(run_dir) / path
 
 
 @dataclass
@@ -57,12 +40,13 @@ class RoutedModel:
     @classmethod
     def load(cls, run_dir: str | Path) -> RoutedModel:
         from forgetless.adapters.mixed import load_adapters
-        from forgetless.continual.switching import load_switch
+        from forgetless.continual.switch_stage import load_switch
 
         run_dir = Path(run_dir)
-        manifest = read_run_manifest(run_dir)
+        run = RunDir(run_dir)
+        manifest = run.manifest()
         switch, _ = load_switch(run_dir)
-        adapters = {task: adapter_path(run_dir, a) for task, a in switch.adapters.items()}
+        adapters = {task: run.locate_adapter(a) for task, a in switch.adapters.items()}
         model, tokenizer, _ = load_adapters(manifest.get("model"), adapters)
         return cls(run_dir, switch, model, tokenizer)
 

@@ -31,6 +31,7 @@ from typing import Any
 from forgetless._version import __version__
 from forgetless.continual.config import ContinualConfig
 from forgetless.continual.data import prepare_tasks
+from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError, OutputError
 from forgetless.utils.fileio import check_output_dir, write_json_atomic
 
@@ -172,14 +173,14 @@ def write_run_manifest(run_dir: Path, cfg: ContinualConfig, info: Any) -> Path:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
     }
-    return write_json_atomic(run_dir / "run.json", manifest)
+    return write_json_atomic(RunDir(run_dir).manifest_path, manifest)
 
 
 def _open_run_dir(cfg: ContinualConfig) -> Path:
     """The run directory: new, replaced (`overwrite`), or continued (`resume`, needs its run.json)."""
     run_dir = Path(cfg.output)
     if cfg.resume:
-        if not (run_dir / "run.json").is_file():
+        if not RunDir(run_dir).manifest_path.is_file():
             raise OutputError(f"{run_dir}: nothing to resume (no run.json); drop --resume to start a new run")
         return run_dir
     if cfg.overwrite and run_dir.is_dir():

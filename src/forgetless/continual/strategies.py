@@ -28,7 +28,8 @@ from typing import Any
 from forgetless.adapters.switch.memory import sample_size
 from forgetless.continual.data import write_training_file
 from forgetless.continual.evaluate import EvalContext, fixed_route, method_summary
-from forgetless.continual.switching import (
+from forgetless.continual.run_dir import RunDir
+from forgetless.continual.switch_stage import (
     add_task_to_switch,
     closed_set_tasks,
     new_switch,
@@ -43,26 +44,27 @@ OnStage = Callable[[str, dict[str, Any]], None]
 
 def reuse_candidates(ctx: EvalContext, run_dir: Path, task: str) -> list[Path]:
     """Where an identical task adapter may already exist: this run (resume), then `reuse_adapters`."""
-    candidates = [run_dir / "adapters" / task]
+    candidates = [RunDir(run_dir).adapter_home(task)]
     if ctx.cfg.reuse_adapters:
-        candidates.append(Path(ctx.cfg.reuse_adapters) / "adapters" / task)
+        candidates.append(RunDir(ctx.cfg.reuse_adapters).adapter_home(task))
     return candidates
 
 
 def run_switch(ctx: EvalContext, run_dir: Path, on_stage: OnStage) -> dict[str, Any]:
     """SwitchCIT over the whole sequence; `on_stage(method, summary)` after every stage."""
+    run = RunDir(run_dir)
     switch, calibration = new_switch(ctx.cfg, ctx.switch_encoder()), {}
     rows, closed, stages = [ctx.base_row], [ctx.base_row], []
     for i, task in enumerate(ctx.tasks):
         started = time.perf_counter()
         how = ensure_adapter(
-            ctx.cfg, ctx.data[task].adapter_data, run_dir / "adapters" / task, reuse_candidates(ctx, run_dir, task)
+            ctx.cfg, ctx.data[task].adapter_data, run.adapter_home(task), reuse_candidates(ctx, run_dir, task)
         )
-        ctx.pool.add(task, run_dir / "adapters" / task)
+        ctx.pool.add(task, run.adapter_home(task))
         calibration[task] = ctx.data[task].calibration
         stage = {"stage": i + 1, "task": task, "adapter": how, "seconds": {"train": _since(started)}}
         stage |= add_task_to_switch(
-            switch, task, ctx.data[task].switch_prompts, f"adapters/{task}", calibration, ctx.cfg.abstain_keep
+            switch, task, ctx.data[task].switch_prompts, run.recorded_adapter(task), calibration, ctx.cfg.abstain_keep
         )
         save_switch(switch, run_dir, calibration)
         started = time.perf_counter()

@@ -23,23 +23,10 @@ from forgetless.utils.fileio import publish_dir, staging_dir, write_json_atomic
 
 
 def train_config(cfg: ContinualConfig, data: Path, output: Path) -> TrainConfig:
-    """The `TrainConfig` every LoRA of a continual run uses (same options for all methods)."""
-    return TrainConfig(
-        data=str(data),
-        output=str(output),
-        model=cfg.model,
-        epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        lr=cfg.lr,
-        rank=cfg.rank,
-        alpha=cfg.alpha,
-        batch_size=cfg.batch_size,
-        max_length=cfg.max_length,
-        seed=cfg.seed,
-        save_steps=10**9,  # no mid-run checkpoints: a task adapter is cheap to retrain
-        logging_steps=5,
-        overwrite=True,
-    )
+    """The `TrainConfig` every LoRA of a continual run uses (same options for all strategies)."""
+    # no mid-run checkpoints: a task adapter is cheap to retrain
+    run = {"model": cfg.model, "seed": cfg.seed, "save_steps": 10**9, "logging_steps": 5, "overwrite": True}
+    return TrainConfig.from_args(cfg.train, data=str(data), output=str(output), **run)
 
 
 def train_lora(cfg: ContinualConfig, data: Path, output: Path, init_from: Path | None = None) -> Path:
@@ -56,9 +43,9 @@ def _train_further(cfg: TrainConfig, init_from: Path) -> Path:
     from peft import PeftModel
     from transformers import set_seed
 
+    from forgetless.adapters.lora import LoraMethod
     from forgetless.models.load import load_model
     from forgetless.models.runtime import pick_device, resolve_precision
-    from forgetless.train.methods import LoraMethod
     from forgetless.train.run import run_manifest
     from forgetless.train.setup import build_dataset, build_trainer
 

@@ -36,8 +36,10 @@ _PUNCTUATION = frozenset(string.punctuation)
 SARI_MAX_ORDER = 4
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD normalization: lowercase, remove punctuation and the articles a/an/the, collapse spaces."""
+def squad_normalize(text: str) -> str:
+    """SQuAD normalization: lowercase, remove punctuation and the articles a/an/the, collapse spaces.
+
+    For task metrics; the knowledge audit's `knowledge.answers.normalize_answer` differs (NFKC, dashes -> spaces)."""
     text = "".join(ch for ch in str(text).lower() if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
@@ -47,9 +49,9 @@ def _as_refs(refs: str | Sequence[str]) -> list[str]:
 
 
 def exact_match(pred: str, refs: str | Sequence[str]) -> float:
-    """1.0 if `normalize_answer(pred)` equals `normalize_answer(ref)` for some reference, else 0.0."""
-    norm = normalize_answer(pred)
-    return float(any(norm == normalize_answer(ref) for ref in _as_refs(refs)))
+    """1.0 if `squad_normalize(pred)` equals `squad_normalize(ref)` for some reference, else 0.0."""
+    norm = squad_normalize(pred)
+    return float(any(norm == squad_normalize(ref) for ref in _as_refs(refs)))
 
 
 def token_f1(pred: str, refs: str | Sequence[str]) -> float:
@@ -59,10 +61,10 @@ def token_f1(pred: str, refs: str | Sequence[str]) -> float:
     precision = common / |p|, recall = common / |g|, F1 = 2·P·R / (P + R); 0 when nothing is shared.
     If either side is empty after normalization, F1 is 1.0 when both are empty, else 0.0.
     """
-    pred_tokens = normalize_answer(pred).split()
+    pred_tokens = squad_normalize(pred).split()
     best = 0.0
     for ref in _as_refs(refs):
-        ref_tokens = normalize_answer(ref).split()
+        ref_tokens = squad_normalize(ref).split()
         if not pred_tokens or not ref_tokens:
             best = max(best, float(pred_tokens == ref_tokens))
             continue

@@ -30,7 +30,7 @@ from forgetless.knowledge.facts import (
     question_for,
     save_facts,
 )
-from forgetless.knowledge.fictional import fictional_facts, fictional_relations, write_fictional_facts
+from forgetless.knowledge.fictional import fictional_facts, write_fictional_facts
 
 __all__ = [
     "BUILTIN_TEMPLATES",
@@ -44,7 +44,6 @@ __all__ = [
     "fact_from_dict",
     "fact_id",
     "fictional_facts",
-    "fictional_relations",
     "is_correct",
     "is_refusal",
     "load_facts",

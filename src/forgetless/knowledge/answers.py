@@ -50,7 +50,9 @@ REFUSAL_PATTERNS: tuple[str, ...] = (
 
 
 def normalize_answer(text: str) -> str:
-    """Canonical form for comparison (see the module docstring); `None`-safe for empty input."""
+    """Canonical form for comparison (see the module docstring); `None`-safe for empty input.
+
+    For fact answers and aliases; task metrics use `eval.metrics.squad_normalize` (plain SQuAD rules)."""
     text = unicodedata.normalize("NFKC", text or "")
     text = _ANSWER_PREFIX.sub("", text, count=1).lower()
     chars = []

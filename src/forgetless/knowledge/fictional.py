@@ -69,11 +69,6 @@ def write_fictional_facts(path: str | os.PathLike, n: int, seed: int = 0) -> int
     return len(facts)
 
 
-def fictional_relations() -> list[str]:
-    """The relation names fictional facts use, in generation order."""
-    return [kind.relation for kind in _KINDS]
-
-
 @lru_cache(maxsize=1)
 def _real_names() -> frozenset[str]:
     """Casefolded real country and capital names; invented names must avoid them."""

@@ -21,36 +21,56 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from forgetless.errors import ConfigError
 from forgetless.knowledge.facts import Fact, paraphrases_for, question_for
 from forgetless.knowledge.slick import SYSTEM_PROMPT
+from forgetless.train.args import HoldsTrainArgs, TrainArgs
+from forgetless.train.config import TrainConfig
 
 MIXTURES = ("none", "known", "paraphrase")
 
 
+def paper_train_args() -> TrainArgs:
+    """The paper's training recipe: LoRA rank 1, alpha 2, rsLoRA, dropout 0.1 on gate/up/down_proj, lr 1e-3,
+    10 epochs (the rest are TrainArgs defaults)."""
+    return TrainArgs(
+        rank=1,
+        alpha=2.0,
+        rslora=True,
+        dropout=0.1,
+        target_modules=["gate_proj", "up_proj", "down_proj"],
+        lr=1e-3,
+        epochs=10.0,
+    )
+
+
 @dataclass
-class InjectConfig:
-    """One injection run. Training defaults are the paper's."""
+class InjectConfig(HoldsTrainArgs):
+    """One injection run. Training defaults are the paper's; `TRAIN_OPTIONS` are its flat training options."""
+
+    TRAIN_OPTIONS: ClassVar[dict[str, Any]] = {
+        "method": str,
+        "rank": int,
+        "alpha": float,
+        "rslora": bool,
+        "dropout": float,
+        "target_modules": list[str],
+        "lr": float,
+        "epochs": float,
+        "batch_size": int,
+        "loss_on": str,
+    }
 
     facts: str = ""
     output: str = ""
     unknown: int = 10
     mixture: str = "none"  # none | known (k HighlyKnown per unknown) | paraphrase (k paraphrases)
     k: int = 0
-    seed: int = 0
+    seed: int = 0  # of the fact sample, the mixture, the probes and training
     model: str | None = None
-    method: str = "lora"
-    rank: int = 1
-    alpha: float = 2.0
-    rslora: bool = True
-    dropout: float = 0.1
-    target_modules: list[str] = field(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"])
-    lr: float = 1e-3
-    epochs: float = 10.0
-    batch_size: int = 8
-    loss_on: str = "response"
+    train: TrainArgs = field(default_factory=paper_train_args)
     exemplar_sets: int = 4
     shots: int = 4
     samples: int = 0
@@ -128,26 +148,7 @@ def reliability(probes, trained_ids: set[str]) -> dict[str, Any]:
     }
 
 
-def train_config(cfg: InjectConfig, data: Path, output: Path):
+def train_config(cfg: InjectConfig, data: Path, output: Path) -> TrainConfig:
     """The TrainConfig of an injection run."""
-    from forgetless.train.config import TrainConfig
-
-    return TrainConfig(
-        data=str(data),
-        output=str(output),
-        model=cfg.model,
-        method=cfg.method,
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        rank=cfg.rank,
-        alpha=cfg.alpha,
-        dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
-        rslora=cfg.rslora,
-        batch_size=cfg.batch_size,
-        loss_on=cfg.loss_on,
-        seed=cfg.seed,
-        save_steps=100_000,
-        logging_steps=10,
-        overwrite=True,
-    )
+    run = {"model": cfg.model, "seed": cfg.seed, "save_steps": 100_000, "logging_steps": 10, "overwrite": True}
+    return TrainConfig.from_args(cfg.train, data=str(data), output=str(output), **run)

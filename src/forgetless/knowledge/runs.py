@@ -74,7 +74,7 @@ def run_injection(cfg: InjectConfig) -> dict[str, Any]:
         after = measure(adapted, tokenizer, audited, settings, cache, key, label="adapted", pool=facts)
         before = restrict(before, facts, {f.id for f in audited})
         result = {**compare(before, after), **reliability(after.probes, {f.id for f in chosen})}
-        result.update(config=_config(cfg), train_records=len(rows), train_loss=trained.metrics.get("train_loss"))
+        result.update(config=cfg.to_dict(), train_records=len(rows), train_loss=trained.metrics.get("train_loss"))
         result["trained_fact_ids"] = [f.id for f in chosen]
         result["shifts_untrained"] = untrained_shifts(before, after, {f.id for f in chosen})
         _write(stage, result, before, after, f"Injecting {cfg.unknown} unknown facts ({cfg.mixture}, k={cfg.k})")
@@ -159,9 +159,3 @@ def _probe_row(probe) -> dict[str, Any]:
         "p_correct": probe.p_correct,
         "greedy_answers": probe.greedy_answers,
     }
-
-
-def _config(cfg: InjectConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(cfg)

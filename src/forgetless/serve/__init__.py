@@ -4,8 +4,9 @@
     forgetless serve --adapter plural=runs/lora-plural --adapter numbers=runs/lora-numbers
     forgetless export vllm --run runs/continual --output export/
 
-Modules: `schemas` (OpenAI request/response models), `registry` (served names, run directories),
-`batching` (bounded queue, dynamic batches, stop strings), `backend` (HF/PEFT generation with adapters
-mixed per row), `metrics`, `app` (FastAPI), `server` (uvicorn on loopback), `export_vllm` and
-`router_template` (a standalone router module for a vLLM deployment).
+Modules: `schemas` (OpenAI request/response models), `registry` (served names, and the adapters of a
+run directory as `forgetless.continual.run_dir` reads it), `batching` (bounded queue, dynamic batches,
+stop strings), `backend` (HF/PEFT generation with adapters mixed per row), `metrics`, `app` (FastAPI),
+`server` (uvicorn on loopback), and `vllm/`: `export` (a run as plain PEFT adapters + the `vllm serve`
+command) and `router_template` (a standalone router module for a vLLM deployment).
 """

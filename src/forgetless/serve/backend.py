@@ -6,7 +6,7 @@
 `HFBackend` wraps a loaded transformers model:
 - `peft`: a PeftModel holding every LoRA adapter by name (loaded by `forgetless.adapters.mixed`); each
   batch is ONE `generate` call with PEFT's `adapter_names=[...]` (base rows `"__base__"`), so rows of
-  different adapters share the batch, as in `multi.generate_mixed` (which has no streaming, per-row
+  different adapters share the batch, as in `mixed.generate_mixed` (which has no streaming, per-row
   `max_tokens`, stop strings or cancellation, hence this backend's own loop).
 - `single`: one LoRAMoE adapter (our own format, not PEFT-native). LoRAMoE rows and base rows cannot
   share a forward, so a batch is split into an adapter group and a base group (the base group runs with
@@ -30,7 +30,9 @@ from typing import Any
 from transformers import StoppingCriteria
 
 from forgetless.adapters.loading import adapter_disabled, load_with_adapter, read_adapter_meta
-from forgetless.adapters.mixed import BASE_ADAPTER, adapter_names_of, load_adapters
+from forgetless.adapters.mixed import adapter_names_of, load_adapters
+from forgetless.adapters.names import BASE
+from forgetless.adapters.registry import adapter_kind, method_class, method_names
 from forgetless.data.chat import render_prompt, tokenize_prompt
 from forgetless.errors import ConfigError, ModelError
 from forgetless.models.load import ModelInfo, load_model
@@ -138,7 +140,7 @@ class HFBackend:
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if self.mode == "peft":
-            kwargs["adapter_names"] = [row.adapter or BASE_ADAPTER for row in rows]
+            kwargs["adapter_names"] = [row.adapter or BASE for row in rows]
         if first.seed is not None:
             torch.manual_seed(first.seed)
         tracker = RowTracker(rows, self.tokenizer, self.eos_ids)
@@ -214,13 +216,12 @@ class RowTracker(StoppingCriteria):
 
 
 def adapter_method(path: Path) -> str:
-    """`lora` or `loramoe` for an adapter directory (ModelError when it is not one)."""
-    config, _ = read_adapter_meta(path)
-    if config.get("method") == "loramoe":
-        return "loramoe"
-    if str(config.get("peft_type", "")).upper() != "LORA":
-        raise ModelError(f"{path}: adapter type {config.get('peft_type')!r} cannot be served; only LoRA and LoRAMoE")
-    return "lora"
+    """The registered method (`lora`, `loramoe`, ...) of an adapter directory (ModelError when it is not one)."""
+    config, manifest = read_adapter_meta(path)
+    if not config.get("method") and str(config.get("peft_type", "")).upper() != "LORA":
+        titles = " and ".join(cls.title for cls in map(method_class, method_names()))
+        raise ModelError(f"{path}: adapter type {config.get('peft_type')!r} cannot be served; only {titles}")
+    return adapter_kind(config, manifest)
 
 
 def recorded_base(path: Path) -> str | None:
@@ -234,10 +235,11 @@ def build_backend(
 ) -> tuple[HFBackend, ModelInfo]:
     """Load the base and every adapter, and wrap them in the right HFBackend mode."""
     methods = {name: adapter_method(path) for name, path in adapters.items()}
-    moe = [name for name, method in methods.items() if method == "loramoe"]
+    moe = [name for name, method in methods.items() if not method_class(method).mixable]
     if moe and len(adapters) > 1:
+        title = method_class(methods[moe[0]]).title
         raise ConfigError(
-            f"adapter {moe[0]!r} is LoRAMoE, which cannot share a batch with other adapters; serve it alone "
+            f"adapter {moe[0]!r} is {title}, which cannot share a batch with other adapters; serve it alone "
             f"(`forgetless serve --adapter {moe[0]}=DIR`) and the LoRA adapters in another server"
         )
     if moe:

@@ -7,9 +7,8 @@
 
 Safety: a request only ever names an entry of this registry, built at start-up from the command line;
 no path is ever built from request data. Unknown names (`../../etc` included) raise UnknownModel (404).
-Adapter paths recorded in a run's switch manifest may be absolute, relative to the run directory, to
-the switch directory or to the directory the run was started from; a run directory that was moved
-still resolves by looking for the recorded path's tail inside it.
+A run directory is read by `forgetless.continual.run_dir.RunDir` (adapter paths recorded by the switch
+resolve even when the run directory was moved).
 """
 
 from __future__ import annotations
@@ -18,13 +17,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from forgetless.adapters import names
+from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError, ModelError
 from forgetless.serve.batching import RouteDecision
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # what forgetless.adapters.mixed accepts too
 AUTO, BASE = "auto", "base"
-SWITCH_BASE = "__base__"
-RESERVED = {AUTO, BASE, SWITCH_BASE}
+RESERVED = {AUTO, BASE, names.BASE}
 
 
 class UnknownModel(LookupError):
@@ -110,47 +110,17 @@ def registry_from_specs(specs: list[str]) -> Registry:
     return Registry(parse_specs(specs))
 
 
-def switch_dir(run_dir: Path) -> Path:
-    """The saved switch of a continual run directory."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"--run {run_dir}: no such directory; pass the output of `forgetless continual run`")
-    path = run_dir / "switch"
-    if not (path / "switch.json").is_file():
-        raise ConfigError(f"--run {run_dir}: no saved switch ({path}/switch.json); is it a finished continual run?")
-    return path
-
-
-def resolve_adapter_path(run_dir: Path, recorded: str) -> Path:
-    """Find the adapter directory a switch manifest records, wherever the run directory now is."""
-    run_dir, raw = Path(run_dir).resolve(), Path(recorded).expanduser()
-    candidates = [raw] if raw.is_absolute() else [run_dir / raw, run_dir / "switch" / raw, raw]
-    parts = raw.parts
-    candidates += [run_dir.joinpath(*parts[-n:]) for n in range(min(3, len(parts)), 0, -1)]
-    for candidate in candidates:
-        if (candidate / "adapter_config.json").is_file():
-            return candidate.resolve()
-    raise ModelError(
-        f"{run_dir}: adapter {recorded!r} recorded in the switch was not found (looked in {len(candidates)} places); "
-        "was the run directory copied without its adapters?"
-    )
-
-
 def run_adapters(run_dir: Path) -> tuple[dict[str, Path], Path]:
     """({task name: adapter dir}, switch dir) of a continual run, read from its switch manifest."""
-    import json
-
-    sdir = switch_dir(run_dir)
-    manifest = json.loads((sdir / "switch.json").read_text(encoding="utf-8"))
-    tasks = sorted(manifest.get("tasks") or [], key=lambda t: t.get("id", 0))
-    if not tasks:
+    run = RunDir(run_dir, flag="--run")
+    recorded = run.recorded_adapters()
+    if not recorded:
         raise ConfigError(f"--run {run_dir}: the switch has no tasks; nothing to serve")
     adapters = {}
-    for task in tasks:
-        name = str(task.get("name"))
+    for name, adapter in recorded.items():
         check_name(name)
-        adapters[name] = resolve_adapter_path(run_dir, str(task.get("adapter")))
-    return adapters, sdir
+        adapters[name] = run.adapter_dir(adapter)
+    return adapters, run.switch_dir
 
 
 def registry_from_run(run_dir: Path, encoder=None) -> Registry:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from forgetless._version import __version__
+from forgetless.adapters.registry import build_method
 from forgetless.data.records import Record, data_hash, load_records
 from forgetless.train.config import TrainConfig
-from forgetless.train.methods import build_method
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 
 

@@ -1,4 +1,4 @@
-"""Building blocks of a training run: tokenized dataset, PEFT model, and the configured Trainer."""
+"""Building blocks of a training run: the tokenized dataset and the configured Trainer."""
 
 from __future__ import annotations
 
@@ -27,13 +27,6 @@ def build_dataset(tokenizer, records: list[Record], cfg: TrainConfig):
         sample_type = SAMPLE_TYPE_IDS[record.type]
         rows.append({"input_ids": ids, "labels": labels, "length": len(ids), "sample_type": sample_type})
     return datasets.Dataset.from_list(rows)
-
-
-def build_peft_model(model, cfg: TrainConfig):
-    """Wrap the base model with a fresh LoRA adapter (base weights frozen)."""
-    from forgetless.train.methods import LoraMethod
-
-    return LoraMethod(cfg).wrap(model)
 
 
 def build_trainer(model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path, precision: str, method=None):

@@ -5,7 +5,7 @@ the batch and the forward asks for `logits_to_keep=K`. The loss is a token-level
 `num_items_in_batch`, exactly like transformers' own causal-LM loss, so gradient accumulation and
 multi-device averaging behave as in a stock Trainer and `accelerate launch` works unchanged.
 
-A `method` (see `forgetless.train.methods`) plugs in what differs between adapters: a context around
+A `method` (an `AdapterMethod`, see `forgetless.adapters.base`) plugs in what differs between adapters: a context around
 the forward (LoRAMoE passes sample types to its routers), auxiliary losses `{name: (value, weight)}`
 added as `weight * value` and logged unweighted next to `lm_loss`, and, for methods whose model is not
 a PEFT model, adapter-only checkpoint save/load (so a checkpoint never re-saves the frozen base).

@@ -1,4 +1,4 @@
-"""Report helpers: matplotlib plots (PNG, written atomically) for Markdown reports."""
+"""Plots only: matplotlib figures saved as PNG (atomically), e.g. the training loss curve; reports embed them."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,20 @@ import yaml
 from forgetless.errors import ConfigError
 
 
-def load_yaml_options(path: str | Path, schema: type, list_ok: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Read a YAML mapping whose keys are fields of the dataclass `schema` (dashes count as underscores).
+def load_yaml_options(
+    path: str | Path, schema: type | Mapping[str, Any], list_ok: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Read a YAML mapping whose keys are fields of the dataclass `schema`, or the keys of a mapping
+    option -> type such as `InjectConfig.option_types()` (dashes count as underscores).
 
     Keys in `list_ok` may also hold a list of values of their type (a sweep grid).
     """
     path = Path(path)
     data, lines = read_yaml_mapping(path, "config file", "a config must be a mapping of option: value")
-    hints = typing.get_type_hints(schema)
-    allowed = {f.name for f in dataclasses.fields(schema)}
+    if isinstance(schema, Mapping):
+        hints, allowed = dict(schema), set(schema)
+    else:
+        hints, allowed = typing.get_type_hints(schema), {f.name for f in dataclasses.fields(schema)}
     options = {}
     for key, value in data.items():
         name, loc = str(key).replace("-", "_"), f"{path}:{lines.get(str(key), '?')}:{key}"

@@ -19,6 +19,7 @@ Typical training step:
     loss.backward()
     save_loramoe(model, cfg, "out/adapter", base_model_name="...", base_model_fingerprint={...})
 
+Registered as adapter method `loramoe` (`LoRAMoEMethod`, see `forgetless.adapters.base`).
 Load with `load_loramoe(fresh_base, "out/adapter", expected_fingerprint={...})`; tell a LoRAMoE
 adapter directory from a PEFT one with `is_loramoe_adapter(dir)`.
 """
@@ -34,6 +35,7 @@ from forgetless.adapters.loramoe.balance import (
 )
 from forgetless.adapters.loramoe.config import METHOD, PEFT_TYPE, LoRAMoEConfig
 from forgetless.adapters.loramoe.layer import LoRAMoELinear
+from forgetless.adapters.loramoe.method import LoRAMoEMethod
 from forgetless.adapters.loramoe.model import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -54,6 +56,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "LoRAMoEConfig",
     "LoRAMoELinear",
+    "LoRAMoEMethod",
     "balance_context",
     "collect_lbc_loss",
     "count_trainable",

@@ -23,10 +23,9 @@ from forgetless.adapters.switch.encoder import (
 )
 from forgetless.adapters.switch.memory import RehearsalMemory
 from forgetless.adapters.switch.scores import SCORE_TYPES, id_scores, keep_threshold, ood_metrics
-from forgetless.adapters.switch.switch import BASE, Route, Switch
+from forgetless.adapters.switch.switch import Route, Switch
 
 __all__ = [
-    "BASE",
     "SCORE_TYPES",
     "HiddenStateEncoder",
     "LastTokenEncoder",

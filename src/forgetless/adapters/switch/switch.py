@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forgetless.adapters.names import BASE
 from forgetless.adapters.switch.classifier import OFFICIAL_EPOCHS, OFFICIAL_HIDDEN, SwitchHead
 from forgetless.adapters.switch.encoder import DEFAULT_ENCODER, PromptEncoder, make_encoder
 from forgetless.adapters.switch.memory import RehearsalMemory
@@ -40,11 +41,10 @@ from forgetless.adapters.switch.scores import SCORE_TYPES, id_scores, keep_thres
 from forgetless.errors import ConfigError, DataError, ModelError
 from forgetless.utils.fileio import write_json_atomic
 
-BASE = "__base__"
 SWITCH_VERSION = 1
 MANIFEST, HEAD_FILE, MEMORY_FILE = "switch.json", "switch_head.safetensors", "memory.json"
 
-__all__ = ["BASE", "Route", "Switch", "ood_metrics"]
+__all__ = ["Route", "Switch", "ood_metrics"]
 
 
 @dataclass(frozen=True)

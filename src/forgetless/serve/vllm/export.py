@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.adapters.loading import read_adapter_meta
+from forgetless.adapters.registry import adapter_kind, method_class
+from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError, ModelError
 from forgetless.serve.registry import run_adapters
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_text_atomic
@@ -57,7 +59,8 @@ def export_vllm(
 ) -> Path:
     """Write the vLLM export of `run_dir` into `output` (atomically); returns the output path."""
     run_dir, output = Path(run_dir), Path(output)
-    adapters, sdir = run_adapters(run_dir)
+    run = RunDir(run_dir, flag="--run")
+    adapters, _ = run_adapters(run_dir)
     check_output_dir(output, overwrite)
     final = output.resolve()
     stage = staging_dir(final)
@@ -71,7 +74,7 @@ def export_vllm(
         for e in exported:
             if e.name:
                 _set_base(stage / "adapters" / e.name, base)
-        _write_router(sdir, stage / "router", exported, base, copy_encoder)
+        _write_router(run, stage / "router", exported, base, copy_encoder)
         write_text_atomic(stage / "serve_vllm.sh", _script(base, exported))
         (stage / "serve_vllm.sh").chmod(0o755)
         write_text_atomic(stage / "README.md", _readme(run_dir, final, base, base_note, exported))
@@ -82,14 +85,15 @@ def export_vllm(
 
 
 def _export_adapter(task: str, path: Path, into: Path, skip_loramoe: bool) -> ExportedAdapter:
-    config, _ = read_adapter_meta(path)
-    if config.get("method") == "loramoe":
+    config, manifest = read_adapter_meta(path)
+    method = method_class(adapter_kind(config, manifest))
+    if not method.vllm_servable:
         if not skip_loramoe:
             raise ConfigError(
-                f"task {task!r}: {path} is a LoRAMoE adapter, which vLLM cannot serve; serve this run with "
+                f"task {task!r}: {path} is a {method.title} adapter, which vLLM cannot serve; serve this run with "
                 "`forgetless serve --run DIR` instead, or pass --skip-loramoe to export the other tasks"
             )
-        return ExportedAdapter(task, None, notes=["LoRAMoE: not servable by vLLM, routed to the base model"])
+        return ExportedAdapter(task, None, notes=[f"{method.title}: not servable by vLLM, routed to the base model"])
     if str(config.get("peft_type", "")).upper() != "LORA":
         raise ModelError(f"task {task!r}: {path} is a {config.get('peft_type')!r} adapter; only LoRA exports")
     weights = path / "adapter_model.safetensors"
@@ -143,10 +147,10 @@ def _base_model(model: str | None, adapters: dict[str, Path]) -> tuple[str, str]
     return path, "recorded in the adapters" if model is None else "given with --model"
 
 
-def _write_router(sdir: Path, into: Path, exported: list[ExportedAdapter], base: str, copy: bool | None) -> None:
-    from forgetless.adapters.switch.switch import HEAD_FILE, MANIFEST
+def _write_router(run: RunDir, into: Path, exported: list[ExportedAdapter], base: str, copy: bool | None) -> None:
+    from forgetless.adapters.switch.switch import HEAD_FILE
 
-    manifest = json.loads((sdir / MANIFEST).read_text(encoding="utf-8"))
+    manifest, sdir = run.switch_manifest(), run.switch_dir
     if not manifest.get("head"):
         raise ConfigError(f"{sdir}: the switch has no trained head; nothing to export")
     into.mkdir(parents=True)

@@ -8,7 +8,8 @@
 
 The switch directory of a run (`RUN/switch/`) is `Switch.save`'s layout plus `calibration.json`: the
 held-out prompts of every task (never trained on) that set the abstain threshold. Adapters are stored
-relative to the run directory (`adapters/<task>`), so a run directory can be moved.
+relative to the run directory (`adapters/<task>`), so a run directory can be moved; `RunDir`
+(continual/run_dir.py) reads it back.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from forgetless.adapters.switch import BASE, Switch, make_encoder, ood_metrics
+from forgetless.adapters.names import BASE
+from forgetless.adapters.switch import Switch, make_encoder, ood_metrics
 from forgetless.continual.config import ContinualConfig
-from forgetless.errors import DataError, ModelError
+from forgetless.continual.run_dir import RunDir
+from forgetless.errors import DataError
 from forgetless.utils.fileio import write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
@@ -58,16 +61,14 @@ def new_switch(cfg: ContinualConfig, encoder: Any = None) -> Switch:
 
 def load_switch(run_dir: Path) -> tuple[Switch, dict[str, list[str]]]:
     """A run's saved switch (with a caching encoder) and its calibration prompts per task."""
-    directory = run_dir / "switch"
-    manifest = directory / "switch.json"
-    if not manifest.is_file():
-        raise ModelError(f"{run_dir}: no switch yet ({manifest} is missing); run `forgetless continual run` first")
+    run = RunDir(run_dir)
+    manifest = run.switch_manifest()
     try:
-        spec = json.loads(manifest.read_text(encoding="utf-8"))["encoder"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{manifest}: cannot read the switch manifest ({exc})") from None
-    switch = Switch.load(directory, encoder=CachedEncoder(make_encoder(spec)))
-    return switch, read_calibration(directory)
+        spec = manifest["encoder"]
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{run.switch_manifest_path}: cannot read the switch manifest ({exc})") from None
+    switch = Switch.load(run.switch_dir, encoder=CachedEncoder(make_encoder(spec)))
+    return switch, read_calibration(run.switch_dir)
 
 
 def read_calibration(switch_dir: Path) -> dict[str, list[str]]:
@@ -103,7 +104,7 @@ def recalibrate(switch: Switch, calibration: dict[str, list[str]], keep: float |
 
 def save_switch(switch: Switch, run_dir: Path, calibration: dict[str, list[str]]) -> Path:
     """Write the switch and the calibration prompts of its tasks into RUN/switch/ (switch.json last)."""
-    directory = run_dir / "switch"
+    directory = RunDir(run_dir).switch_dir
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / CALIBRATION_FILE, {t: calibration.get(t, []) for t in switch.task_names})
     return switch.save(directory)

@@ -1,0 +1,53 @@
+"""`forgetless audit`: what any adapter taught and what it cost (also prints the summary of `inject`).
+
+Option defaults are `AuditSettings`' (tests/unit/test_cli_defaults.py checks them; importing it here would
+slow every command's start-up).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from forgetless.cli.options import ADAPTER_BASE, model_option
+from forgetless.utils.console import out_console
+
+
+def audit(
+    adapter: Path = typer.Option(..., "--adapter", help="Adapter directory (PEFT LoRA, ours or not, or LoRAMoE)."),
+    facts: Path = typer.Option(..., "--facts", help="Facts JSONL to probe before and after."),
+    output: Path = typer.Option(..., "--output", "-o", help="Report directory."),
+    model: str = model_option(ADAPTER_BASE),
+    mmlu: int = typer.Option(285, "--mmlu", help="MMLU questions (stratified, 5-shot; 0 skips)."),
+    exemplar_sets: int = typer.Option(4, "--exemplar-sets", help="Few-shot prompts per fact."),
+    samples: int = typer.Option(0, "--samples", help="Sampled answers per prompt (0 = greedy only)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output."),
+    lm_eval_tasks: str = typer.Option(None, "--lm-eval-tasks", help="e.g. mmlu,truthfulqa_mc2 (needs lm-eval)."),
+    lm_eval_limit: int = typer.Option(None, "--lm-eval-limit", help="Examples per lm-eval task (default: all)."),
+) -> None:
+    """Compare the base (adapter disabled) with base + adapter: shifts, answers, refusals, MMLU, loss."""
+    from forgetless.eval.lm_eval_bridge import parse_tasks
+    from forgetless.knowledge.audit import AuditSettings
+    from forgetless.knowledge.runs import run_audit
+    from forgetless.knowledge.slick import ProbeSettings
+
+    settings = AuditSettings(probe=ProbeSettings(n_exemplar_sets=exemplar_sets, samples=samples), mmlu_n=mmlu)
+    tasks = parse_tasks(lm_eval_tasks)
+    result = run_audit(adapter, facts, output, model, settings, overwrite, tasks, lm_eval_limit)
+    print_summary(result, output)
+
+
+def print_summary(result: dict, output: Path) -> None:
+    """The audit's (or an injection's) summary table and where its report is."""
+    from rich.table import Table
+
+    from forgetless.knowledge.audit_report import summary_rows
+
+    table = Table(title="What the adapter taught and what it cost")
+    table.add_column("measure")
+    table.add_column("value")
+    for name, value in summary_rows(result):
+        table.add_row(name, value)
+    out_console.print(table)
+    out_console.print(f"report: {output / 'report.md'}")
