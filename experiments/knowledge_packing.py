@@ -56,6 +56,7 @@ def run(ns: list[int], seeds: list[int], per_relation: int, mmlu: int, audit: in
     for mixture in mixtures:  # k differs per mixture, so one grid per mixture
         k = MIXTURES[mixture]
         base = InjectConfig(
+            recipe="paper",
             facts=str(facts),
             output=str(work / "sweep"),
             mixture=mixture,
@@ -78,7 +79,7 @@ def finished_rows(ns: list[int], seeds: list[int], mixtures: list[str]) -> list[
     for mixture in mixtures:
         for n in ns:
             for seed in seeds:
-                cfg = InjectConfig(unknown=n, mixture=mixture, k=MIXTURES[mixture], seed=seed)
+                cfg = InjectConfig(unknown=n, mixture=mixture, k=MIXTURES[mixture], seed=seed, recipe="paper")
                 done = OUT / "work" / "sweep" / cell_name(n, mixture, cfg.k, seed) / "results.json"
                 if done.is_file():
                     rows.append(_row(cfg, json.loads(done.read_text())))

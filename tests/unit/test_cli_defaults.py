@@ -102,6 +102,7 @@ def stated() -> list[tuple[str, str, Any]]:
     from forgetless.engine.sampling import SamplingConfig
     from forgetless.knowledge.audit import AuditSettings
     from forgetless.knowledge.inject import InjectConfig
+    from forgetless.knowledge.learn import LearnConfig
     from forgetless.knowledge.slick import ProbeSettings
     from forgetless.train.config import TrainConfig
 
@@ -124,7 +125,9 @@ def stated() -> list[tuple[str, str, Any]]:
         ("train --seed", rf"\(default {number}\)", train.seed),
         ("inject --unknown", rf"\(default {number}\)", inject.unknown),
         ("inject --method", r"(\w+) \(default\)", inject.train.method),
-        ("inject --epochs", rf"\(paper: {number}\)", inject.train.epochs),
+        ("inject --epochs", rf"\(paper: {number}\)", InjectConfig(recipe="paper").train.epochs),
+        ("inject --recipe", r"(\w+) \(default:", inject.recipe),
+        ("learn --method", r"(\w+) \(default\)", LearnConfig.method),
         ("inject --loss-on", r"(\w+) \(ours\)", inject.train.loss_on),
         ("generate --temperature", rf"{number} = greedy \(default\)", SamplingConfig.temperature),
         ("probe --samples", rf"T={number},", ProbeSettings.temperature),
@@ -190,6 +193,6 @@ def test_model_is_declared_once():
     declaring = sorted(p.name for p in Path(shared.__file__).parent.glob("*.py") if '"--model"' in p.read_text())
     assert declaring == ["options.py"]
     models = {key: opt for key, opt in OPTIONS.items() if key.endswith(" --model")}
-    assert len(models) == 10 and all(opt.default is None for opt in models.values())
+    assert len(models) == 11 and all(opt.default is None for opt in models.values())
     assert OPTIONS["probe --model"].help == OPTIONS["generate --model"].help == shared.ADAPTER_BASE_OR_EMBEDDED
     assert OPTIONS["audit --model"].help == OPTIONS["experts --model"].help == shared.ADAPTER_BASE

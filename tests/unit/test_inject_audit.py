@@ -13,7 +13,7 @@ from forgetless.knowledge import fictional_facts, write_fictional_facts
 from forgetless.knowledge.inject import InjectConfig, choose_unknown, training_records
 from forgetless.knowledge.runs import run_audit, run_injection
 
-FAST = dict(epochs=2, exemplar_sets=1, shots=1, mmlu=4, mmlu_shots=0, general=2)
+FAST = dict(epochs=2, exemplar_sets=1, shots=1, mmlu=4, mmlu_shots=0, general=2, recipe="paper")
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_cli_inject_sweep_from_yaml(tiny_model_dir, facts_file, tmp_path):
     config = tmp_path / "sweep.yaml"
     config.write_text(
         f"# forgetless inject --config {config}\nfacts: {facts_file}\noutput: {tmp_path / 'sweep'}\n"
-        f"model: {tiny_model_dir}\nunknown: [2, 3]\nmixture: none\nepochs: 1\n"
+        f"model: {tiny_model_dir}\nunknown: [2, 3]\nmixture: none\nrecipe: paper\nepochs: 1\n"
         "exemplar_sets: 1\nshots: 1\nmmlu: 0\ngeneral: 0\n"
     )
     run = subprocess.run(
@@ -144,7 +144,12 @@ def test_cli_inject_sweep_from_yaml(tiny_model_dir, facts_file, tmp_path):
 
 @pytest.mark.parametrize(
     ("flags", "needle"),
-    [(["--unknown", "0"], "--unknown"), (["--mixture", "odd"], "--mixture"), (["--unknown", "99"], "fewer than")],
+    [
+        (["--unknown", "0"], "--unknown"),
+        (["--mixture", "odd"], "--mixture"),
+        (["--unknown", "99"], "fewer than"),
+        (["--recipe", "magic"], "--recipe 'magic' is not one of forgetless, paper"),
+    ],
 )
 def test_cli_inject_bad_input_exits_2(tiny_model_dir, facts_file, tmp_path, flags, needle):
     out = tmp_path / "inj"
@@ -158,3 +163,50 @@ def test_cli_inject_bad_input_exits_2(tiny_model_dir, facts_file, tmp_path, flag
     lines = run.stderr.strip().splitlines()  # a finished probe's progress bar may come first
     errors = [line for line in lines if line.startswith("error:")]
     assert errors == lines[-1:] and needle in errors[0] and "Traceback" not in run.stderr and not out.exists()
+
+
+def test_forgetless_recipe_reports_the_contract(tiny_model_dir, facts_file, tmp_path, monkeypatch):
+    """The tiny model knows no fact, so anchors are drawn as if some were known: the run's plumbing."""
+    from forgetless.knowledge import plan
+
+    def pretend_known(facts, categories, new, count, seed):
+        others = [f for f in facts if f.id not in {n.id for n in new}]
+        return others[:count], others[count:]
+
+    monkeypatch.setattr(plan, "choose_anchors", pretend_known)
+    out = tmp_path / "forgetless"
+    options = {**FAST, "recipe": "forgetless"}
+    result = run_injection(
+        InjectConfig.from_options(
+            facts=str(facts_file), output=str(out), model=str(tiny_model_dir), unknown=3, **options
+        )
+    )
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["recipe"] == "forgetless" and saved["config"]["rank"] == 16  # the recipe's capacity
+    for key in ("reliability", "reliability_zero_shot", "generalization", "highly_known_kept"):
+        assert 0.0 <= saved[key] <= 1.0, key
+    for key in ("mmlu_before", "mmlu_after", "transitions", "known_mcnemar", "gate_curve"):
+        assert key in saved, key
+    records = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    taught = {
+        f"Answer: {f['object']}"
+        for f in map(json.loads, facts_file.read_text().splitlines())
+        if f["id"] in saved["trained_fact_ids"]
+    }
+    assert sum(r["response"] in taught for r in records) == 3 * 2  # 2 phrasings per new fact
+    assert result["anchors"] > 0 and len(records) <= 3 * 2 + result["anchors"] * 2  # 2 per anchor, if answered
+    assert saved["generalization_questions"] == 3  # one held-out phrasing per fact
+    assert saved["gate_curve"] and all(0 <= point["answered"] <= 1 for point in saved["gate_curve"])
+
+
+def test_forgetless_recipe_needs_known_facts_for_retention(tiny_model_dir, facts_file, tmp_path):
+    cfg = InjectConfig.from_options(
+        facts=str(facts_file),
+        output=str(tmp_path / "o"),
+        model=str(tiny_model_dir),
+        unknown=3,
+        **{**FAST, "recipe": "forgetless"},
+    )
+    with pytest.raises(ConfigError, match="needs at least 30"):
+        run_injection(cfg)
+    assert not (tmp_path / "o").exists()

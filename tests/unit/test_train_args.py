@@ -55,6 +55,7 @@ INJECT_KEYS = [
     "unknown",
     "mixture",
     "k",
+    "recipe",
     "seed",
     "model",
     "method",
@@ -120,17 +121,24 @@ def test_config_layouts_stay_flat_in_their_order():
 
 
 def test_each_config_has_its_own_training_defaults():
-    paper = InjectConfig().to_dict()
+    paper = InjectConfig(recipe="paper").to_dict()
     expected = {"method": "lora", "rank": 1, "alpha": 2.0, "rslora": True, "dropout": 0.1, "lr": 1e-3, "epochs": 10.0}
     assert {k: paper[k] for k in expected} == expected
     assert paper["target_modules"] == ["gate_proj", "up_proj", "down_proj"]
+    ours = InjectConfig().to_dict()  # the default recipe, forgetless
+    expected = {"recipe": "forgetless", "rank": 16, "alpha": 32.0, "rslora": False, "dropout": 0.0, "lr": 1e-3}
+    assert {k: ours[k] for k in expected} == expected and ours["target_modules"] == [
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
     continual = ContinualConfig().to_dict()
     assert (continual["epochs"], continual["lr"], continual["rank"], continual["max_length"]) == (1.0, 1e-3, 16, 256)
     assert TrainArgs().lr == TrainConfig().lr == 2e-4 and TrainConfig().epochs == 3.0
 
 
 def test_flat_options_round_trip_and_go_into_train():
-    cfg = InjectConfig.from_options(facts="f", output="o", lr=5e-3, epochs=2, unknown=3)
+    cfg = InjectConfig.from_options(facts="f", output="o", lr=5e-3, epochs=2, unknown=3, recipe="paper")
     assert (cfg.train.lr, cfg.train.epochs, cfg.train.rank, cfg.unknown) == (5e-3, 2, 1, 3)
     assert InjectConfig.from_options(**cfg.to_dict()) == cfg
     with pytest.raises(TypeError):
@@ -140,7 +148,7 @@ def test_flat_options_round_trip_and_go_into_train():
 
 
 def test_copiers_are_one_call_that_copies():
-    cfg = InjectConfig.from_options(facts="f", output="o", seed=3, model="m", method="loramoe")
+    cfg = InjectConfig.from_options(facts="f", output="o", seed=3, model="m", method="loramoe", recipe="paper")
     tcfg = inject_train_config(cfg, Path("d.jsonl"), Path("out"))
     assert tcfg.args() == cfg.train.args() and (tcfg.seed, tcfg.model, tcfg.method) == (3, "m", "loramoe")
     assert (tcfg.data, tcfg.output, tcfg.save_steps, tcfg.logging_steps, tcfg.overwrite) == (

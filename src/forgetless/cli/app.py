@@ -53,6 +53,7 @@ def _register() -> None:
         facts_cmd,
         generate_cmd,
         inject_cmd,
+        learn_cmd,
         probe_cmd,
         route_cmd,
         serve_cmd,
@@ -67,6 +68,7 @@ def _register() -> None:
     app.command("probe")(probe_cmd.probe)
     app.command("inject")(inject_cmd.inject)
     app.command("audit")(audit_cmd.audit)
+    app.command("learn")(learn_cmd.learn)
     app.add_typer(facts_cmd.facts_app, name="facts")
     app.add_typer(tasks_cmd.tasks_app, name="tasks")
     app.add_typer(continual_cmd.continual_app, name="continual")

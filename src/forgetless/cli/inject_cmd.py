@@ -20,6 +20,9 @@ def inject(
     unknown: int = typer.Option(None, "--unknown", "-n", help="Unknown facts to inject (default 10)."),
     mixture: str = typer.Option(None, "--mixture", help="none | known | paraphrase."),
     k: int = typer.Option(None, "--k", help="HighlyKnown facts or paraphrases per unknown fact."),
+    recipe: str = typer.Option(
+        None, "--recipe", help="forgetless (default: phrasings, self-replay anchors, gating) or paper (as the sweep)."
+    ),
     seed: int = typer.Option(None, "--seed", help="Seed of the fact sample and training."),
     model: str = model_option("Base model (default: embedded)."),
     method: str = typer.Option(None, "--method", help="lora (default) or loramoe."),

@@ -1,15 +1,16 @@
-"""The main job (`make demo` / `forgetless demo`): a knowledge audit of an injection on the embedded model.
+"""The main job (`make demo` / `forgetless demo`): both recipes teach the same facts, side by side.
 
     forgetless demo [--output runs/demo] [--unknown 20] [--per-relation 60] [--mixture known --k 1]
 
 1. Probe real country facts (a seeded sample of `per_relation` facts for each of a few relations, from
    `countryinfo`) on SmolLM2-135M-Instruct: SliCK categories from few-shot greedy answers.
 2. Take `unknown` facts the model does not know (seeded random sample of the Unknown ones).
-3. Inject them with a rank-1 LoRA (the knowledge-packing paper's recipe), mixed with one HighlyKnown fact
-   per unknown fact (the mixture the paper found to do least harm).
-4. Audit: re-probe every fact with the adapter, MMLU (0-shot loglik, stratified subsample) and general
-   text loss before/after, answer distribution and refusals.
-5. Print the summary and where the report is.
+3. Inject them twice: with the knowledge-packing paper's recipe (rank-1 LoRA, mixed with one HighlyKnown
+   fact per unknown fact, the mixture the paper found to do least harm) into OUTPUT/paper, and with the
+   forgetless recipe (phrasings, self-replay anchors, probe-gated training) into OUTPUT/forgetless.
+4. Audit each: re-probe every fact with the adapter, zero-shot and held-out phrasings, MMLU (0-shot
+   loglik, stratified subsample) and general text loss before/after, answer distribution and refusals.
+5. Print one table (reliability, generalization, HighlyKnown kept, collapse, MMLU, wall time).
 
 Everything goes through `forgetless.knowledge.runs.run_injection`, the same code as `forgetless inject`,
 so the demo's numbers are what the CLI gives. `forgetless demo --fictional` runs the older, faster demo
@@ -19,6 +20,7 @@ so the demo's numbers are what the CLI gives. `forgetless demo --fictional` runs
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,10 @@ DEMO_RELATIONS = ("capital", "currency", "demonym", "region")
 
 @dataclass
 class DemoSettings:
-    """Sized so the whole job takes about 5 minutes on 2 CPU cores."""
+    """Sized so the whole job takes under 10 minutes on 2 CPU cores."""
 
     output: str = "runs/demo"
+    recipes: tuple[str, ...] = ("paper", "forgetless")
     unknown: int = 20
     per_relation: int = 60
     mixture: str = "known"
@@ -56,22 +59,38 @@ def demo_facts(per_relation: int, seed: int) -> list:
     return chosen
 
 
-def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
-    """Probe, inject, audit; print the summary. Returns the injection's results.json content."""
+def run_demo(settings: DemoSettings | None = None) -> dict[str, dict[str, Any]]:
+    """Probe, inject with each recipe, audit; print the table. Returns {recipe: results.json content}."""
     from forgetless.knowledge.facts import save_facts
-    from forgetless.knowledge.inject import InjectConfig
     from forgetless.knowledge.runs import run_injection
 
     settings = settings or DemoSettings()
     output = Path(settings.output)
     facts_file = save_facts(output.parent / f"{output.name}_facts.jsonl", demo_facts(settings.per_relation, 0))
     err_console.print(f"[bold]1/4[/bold] probing {facts_file} on the embedded model (SliCK, few-shot greedy)...")
-    cfg = InjectConfig(
+    results = {}
+    for recipe in settings.recipes:
+        start = time.perf_counter()
+        results[recipe] = run_injection(inject_config(settings, facts_file, recipe))
+        results[recipe]["wall_seconds"] = round(time.perf_counter() - start, 1)
+    for recipe, result in results.items():
+        print_summary(result, output / recipe)
+    print_comparison(results)
+    return results
+
+
+def inject_config(settings: DemoSettings, facts_file: Path, recipe: str):
+    """The injection of one recipe: the paper's with its mixture, ours with its own ingredients."""
+    from forgetless.knowledge.inject import InjectConfig
+
+    paper = recipe == "paper"
+    return InjectConfig(
         facts=str(facts_file),
-        output=str(output),
+        output=str(Path(settings.output) / recipe),
         unknown=settings.unknown,
-        mixture=settings.mixture,
-        k=settings.k,
+        mixture=settings.mixture if paper else "none",
+        k=settings.k if paper else 0,
+        recipe=recipe,
         seed=settings.seed,
         exemplar_sets=settings.exemplar_sets,
         samples=0,
@@ -80,9 +99,6 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
         general=settings.general,
         overwrite=True,
     )
-    result = run_injection(cfg)
-    print_summary(result, output)
-    return result
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -121,7 +137,50 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 
 
 def print_summary(result: dict[str, Any], output: Path) -> None:
-    out_console.print("\n[bold]forgetless demo: what the adapter taught and what it cost[/bold]")
+    title = f"forgetless demo ({result.get('recipe', 'paper')} recipe): what the adapter taught and what it cost"
+    out_console.print(f"\n[bold]{title}[/bold]")
     for line in summary_lines(result):
         out_console.print(f"  - {line}")
     out_console.print(f"report: {output / 'report.md'}")
+
+
+def comparison_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """One row per recipe: what it taught, what it kept, what it cost, how long it took."""
+    rows = []
+    for recipe, r in results.items():
+        low, high = r.get("highly_known_kept_ci95", [0.0, 1.0])
+        exploded = ", ".join(e["answer"] for e in r["exploded_answers"][:2]) or "none"
+        mmlu = "—" if r.get("mmlu_before") is None else f"{r['mmlu_before']:.3f} -> {r['mmlu_after']:.3f}"
+        rows.append(
+            [
+                recipe,
+                f"{r['reliability']:.2f}",
+                f"{r['reliability_zero_shot']:.2f}",
+                f"{r['generalization']:.2f}",
+                f"{r['highly_known_kept']:.2f} [{low:.2f}, {high:.2f}]",
+                exploded,
+                mmlu,
+                f"{r.get('wall_seconds', 0):.0f} s",
+            ]
+        )
+    return rows
+
+
+def print_comparison(results: dict[str, dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="the same facts, two recipes")
+    for column in (
+        "recipe",
+        "reliability",
+        "zero-shot",
+        "held-out",
+        "HighlyKnown kept [95% CI]",
+        "exploded",
+        "MMLU",
+        "wall time",
+    ):
+        table.add_column(column)
+    for row in comparison_rows(results):
+        table.add_row(*row)
+    out_console.print(table)

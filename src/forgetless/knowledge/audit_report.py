@@ -15,6 +15,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     if "reliability" in result:
         rows.append(("reliability on trained facts (mean P_correct)", f"{result['reliability']:.3f}"))
         rows.append(("trained facts always correct", f"{result['reliability_all_correct']:.3f}"))
+    rows += _stick_rows(result)
     if "mmlu_before" in result:
         rows.append(("MMLU before", f"{result['mmlu_before']:.3f} ± {result['mmlu_before_stderr']:.3f}"))
         rows.append(("MMLU after", f"{result['mmlu_after']:.3f} ± {result['mmlu_after_stderr']:.3f}"))
@@ -31,6 +32,34 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("answer entropy (bits)", f"{before['entropy_bits']:.2f} → {after['entropy_bits']:.2f}"))
     rows.append(("exploded answers", ", ".join(_exploded(result)) or "none"))
     rows += _lm_eval_rows(result.get("lm_eval"))
+    return rows
+
+
+def _stick_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Zero-shot reliability, generalization and retention with their exact 95% intervals."""
+    rows = []
+    for key, name in (
+        ("reliability_zero_shot", "trained facts answered zero-shot"),
+        ("generalization", "held-out phrasings answered (generalization)"),
+        ("highly_known_kept", "HighlyKnown facts kept (never trained)"),
+    ):
+        if key in result:
+            low, high = result[f"{key}_ci95"]
+            rows.append((name, f"{result[key]:.3f} [{low:.3f}, {high:.3f}]"))
+    if "known_mcnemar" in result:
+        test = result["known_mcnemar"]
+        rows.append(
+            (
+                "HighlyKnown lost / gained (exact McNemar p)",
+                f"{test['lost']} / {test['gained']} (p={test['p_value']:.3g})",
+            )
+        )
+    if result.get("exploded_wrong"):
+        wrong = ", ".join(f"{e['answer']!r} {e['wrong']}/{e['after']}" for e in result["exploded_wrong"][:6])
+        rows.append(("exploded answers: wrong where given / given", wrong))
+    if result.get("gate_curve"):
+        curve = ", ".join(f"{p['step']}:{p['answered']:.2f}" for p in result["gate_curve"])
+        rows.append(("gate: step:share answered", curve))
     return rows
 
 

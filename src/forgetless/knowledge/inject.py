@@ -18,13 +18,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from forgetless.errors import ConfigError
 from forgetless.knowledge.facts import Fact, paraphrases_for, question_for
+from forgetless.knowledge.recipe import check_recipe, forgetless_train_args
 from forgetless.knowledge.slick import SYSTEM_PROMPT
 from forgetless.train.args import HoldsTrainArgs, TrainArgs
 from forgetless.train.config import TrainConfig
@@ -48,7 +50,7 @@ def paper_train_args() -> TrainArgs:
 
 @dataclass
 class InjectConfig(HoldsTrainArgs):
-    """One injection run. Training defaults are the paper's; `TRAIN_OPTIONS` are its flat training options."""
+    """One injection run. Training defaults are the recipe's; `TRAIN_OPTIONS` are its flat training options."""
 
     TRAIN_OPTIONS: ClassVar[dict[str, Any]] = {
         "method": str,
@@ -68,9 +70,10 @@ class InjectConfig(HoldsTrainArgs):
     unknown: int = 10
     mixture: str = "none"  # none | known (k HighlyKnown per unknown) | paraphrase (k paraphrases)
     k: int = 0
+    recipe: str = "forgetless"  # forgetless (phrasings, anchors, gate) | paper (Pletenev et al., as the sweep ran)
     seed: int = 0  # of the fact sample, the mixture, the probes and training
     model: str | None = None
-    train: TrainArgs = field(default_factory=paper_train_args)
+    train: TrainArgs = None  # type: ignore[assignment]  # None: the recipe's (paper_train_args, forgetless_train_args)
     exemplar_sets: int = 4
     shots: int = 4
     samples: int = 0
@@ -80,7 +83,20 @@ class InjectConfig(HoldsTrainArgs):
     audit_facts: int = 0  # re-probe after training: the trained facts + this many others (seeded); 0 = all
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        if self.train is None:
+            self.train = forgetless_train_args() if self.recipe == "forgetless" else paper_train_args()
+
+    @classmethod
+    def from_options(cls, **options: Any) -> InjectConfig:
+        """The config from flat options: training options given override the recipe's defaults."""
+        train = {name: options.pop(name) for name in list(options) if name in cls.TRAIN_OPTIONS}
+        cfg = cls(**options)
+        cfg.train = dataclasses.replace(cfg.train, **train)
+        return cfg
+
     def validate(self) -> InjectConfig:
+        check_recipe(self.recipe)
         if not self.facts or not self.output:
             raise ConfigError("--facts FILE and --output DIR are required")
         if self.unknown < 1:

@@ -12,21 +12,25 @@ grid of runs probes the base once and a killed run resumes.
 from __future__ import annotations
 
 import gc
+import math
 import shutil
 from pathlib import Path
 from typing import Any
 
 from forgetless.knowledge.audit import AuditSettings, compare, measure, restrict
-from forgetless.knowledge.facts import load_facts
+from forgetless.knowledge.facts import Fact, load_facts
+from forgetless.knowledge.gate import ProbeGate, answer_questions
 from forgetless.knowledge.inject import (
     InjectConfig,
     audit_subset,
     choose_unknown,
     reliability,
     train_config,
-    training_records,
 )
+from forgetless.knowledge.plan import TrainingPlan, forgetless_plan, paper_plan
+from forgetless.knowledge.recipe import RecipeSettings
 from forgetless.knowledge.slick import ProbeSettings
+from forgetless.knowledge.stick import exploded_wrong, stick_metrics
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 
 
@@ -45,15 +49,23 @@ def _key(info, adapter: Path | None = None) -> str:
     return model_key(info.model_id, adapter, info.fingerprint)
 
 
-def run_injection(cfg: InjectConfig) -> dict[str, Any]:
-    """Probe, choose, train, re-measure, and write `results.json` + `report.md` into cfg.output."""
+def run_injection(
+    cfg: InjectConfig,
+    recipe: RecipeSettings | None = None,
+    facts: list[Fact] | None = None,
+    teach: list[str] | None = None,
+) -> dict[str, Any]:
+    """Probe, choose, train with `cfg.recipe`, re-measure, and write `results.json` + `report.md`.
+
+    `facts` replaces the facts of `cfg.facts`; `teach` (fact ids) replaces the seeded sample of
+    `cfg.unknown` Unknown facts (`forgetless learn` teaches every fact of the user's file)."""
     from forgetless.adapters.loading import load_with_adapter
     from forgetless.models.load import load_model
     from forgetless.train.run import train
 
     cfg.validate()
     output = check_output_dir(cfg.output, cfg.overwrite)
-    facts = load_facts(cfg.facts)
+    facts = facts if facts is not None else load_facts(cfg.facts)
     settings, cache = _settings(cfg), probe_cache_dir(output)
     stage = staging_dir(output)
     shutil.rmtree(stage, ignore_errors=True)
@@ -61,27 +73,67 @@ def run_injection(cfg: InjectConfig) -> dict[str, Any]:
     try:
         model, tokenizer, info = load_model(cfg.model)
         before = measure(model, tokenizer, facts, settings, cache, _key(info), label="base")
+        categories = {p.fact_id: p.category for p in before.probes}
+        chosen = choose_unknown(categories, facts, cfg.unknown, cfg.seed) if teach is None else _by_id(facts, teach)
+        plan = _plan(cfg, recipe, chosen, facts, before, model, tokenizer)
         del model
         gc.collect()
-        categories = {p.fact_id: p.category for p in before.probes}
-        chosen = choose_unknown(categories, facts, cfg.unknown, cfg.seed)
-        rows = training_records(chosen, facts, categories, cfg.mixture, cfg.k, cfg.seed)
-        data = write_jsonl_atomic(stage / "train.jsonl", rows)
-        trained = train(train_config(cfg, data, stage / "adapter"))
+        data = write_jsonl_atomic(stage / "train.jsonl", plan.rows)
+        gate = _gate(plan, tokenizer, cfg)
+        trained = train(train_config(cfg, data, stage / "adapter"), callbacks=[gate] if gate else None)
         adapted, tokenizer, _ = load_with_adapter(info.model_id, stage / "adapter")
         audited = audit_subset(facts, chosen, cfg.audit_facts, cfg.seed)
         key = _key(info, stage / "adapter")
         after = measure(adapted, tokenizer, audited, settings, cache, key, label="adapted", pool=facts)
         before = restrict(before, facts, {f.id for f in audited})
         result = {**compare(before, after), **reliability(after.probes, {f.id for f in chosen})}
-        result.update(config=cfg.to_dict(), train_records=len(rows), train_loss=trained.metrics.get("train_loss"))
+        result.update(stick_metrics(adapted, tokenizer, chosen, plan.held_out, before, after, plan.trained_ids))
+        result["exploded_wrong"] = exploded_wrong(result["exploded_answers"], audited, after.answers)
+        result.update(recipe=cfg.recipe, config=cfg.to_dict(), train_records=len(plan.rows), anchors=plan.anchors)
+        steps = max((e.get("step", 0) for e in trained.log_history), default=0)
+        result.update(train_loss=trained.metrics.get("train_loss"), train_steps=steps)
+        result["gate_curve"] = gate.curve if gate else []
         result["trained_fact_ids"] = [f.id for f in chosen]
+        result["trained_before"] = {f.id: categories[f.id] for f in chosen}  # categories on the base
+        result["already_known"] = [f.id for f in chosen if categories[f.id] == "HighlyKnown"]
         result["shifts_untrained"] = untrained_shifts(before, after, {f.id for f in chosen})
-        _write(stage, result, before, after, f"Injecting {cfg.unknown} unknown facts ({cfg.mixture}, k={cfg.k})")
+        title = f"Injecting {cfg.unknown} unknown facts (recipe {cfg.recipe}, mixture {cfg.mixture}, k={cfg.k})"
+        _write(stage, result, before, after, title)
         publish_dir(stage, output)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return result
+
+
+def _by_id(facts: list[Fact], ids: list[str]) -> list[Fact]:
+    wanted = set(ids)
+    return [f for f in facts if f.id in wanted]
+
+
+def _plan(cfg: InjectConfig, recipe, chosen, facts, before, model, tokenizer) -> TrainingPlan:
+    categories = {p.fact_id: p.category for p in before.probes}
+    if cfg.recipe == "paper":
+        return paper_plan(chosen, facts, categories, cfg.mixture, cfg.k, cfg.seed)
+    settings = (recipe or RecipeSettings()).validate()
+    probe_answers = {p.fact_id: _usual(p.greedy_answers) for p in before.probes}
+
+    def zero_shot(questions: list[str]) -> list[str]:
+        return answer_questions(model, tokenizer, questions)
+
+    return forgetless_plan(chosen, facts, categories, settings, cfg.seed, zero_shot, probe_answers)
+
+
+def _usual(answers: list[str]) -> str:
+    """The most frequent of a probe's greedy answers (the first among equals)."""
+    return max(answers, key=answers.count) if answers else ""
+
+
+def _gate(plan: TrainingPlan, tokenizer, cfg: InjectConfig) -> ProbeGate | None:
+    """A gate that asks the new facts once per epoch (None when the plan has none)."""
+    if not plan.gate_items:
+        return None
+    steps_per_epoch = max(1, math.ceil(len(plan.rows) / cfg.train.batch_size))
+    return ProbeGate(tokenizer, plan.gate_items, steps_per_epoch)
 
 
 def untrained_shifts(before, after, trained: set[str]) -> dict[str, int]:

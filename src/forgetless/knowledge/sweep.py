@@ -19,12 +19,13 @@ from typing import Any
 from forgetless.knowledge.inject import InjectConfig
 from forgetless.utils.fileio import write_json_atomic, write_text_atomic
 
-GRID_KEYS = frozenset({"unknown", "mixture", "k", "seed"})
+GRID_KEYS = frozenset({"unknown", "mixture", "k", "seed", "recipe"})
 
 
-def cell_name(unknown: int, mixture: str, k: int, seed: int) -> str:
-    """A cell's directory name under the sweep output, e.g. `n50_known_k1_s0`."""
-    return f"n{unknown}_{mixture}_k{k}_s{seed}"
+def cell_name(unknown: int, mixture: str, k: int, seed: int, recipe: str | None = None) -> str:
+    """A cell's directory name under the sweep output, e.g. `n50_known_k1_s0` (`..._s0_paper` when the grid
+    has a recipe axis)."""
+    return f"n{unknown}_{mixture}_k{k}_s{seed}" + (f"_{recipe}" if recipe else "")
 
 
 def cells(base: InjectConfig, grid: dict[str, list]) -> list[InjectConfig]:
@@ -33,9 +34,11 @@ def cells(base: InjectConfig, grid: dict[str, list]) -> list[InjectConfig]:
     out: dict[str, InjectConfig] = {}
     for values in itertools.product(*(grid[k] for k in keys)):
         cfg = replace(base, **dict(zip(keys, values, strict=True)))
+        if cfg.recipe != base.recipe:  # a recipe axis: each recipe trains with its own defaults
+            cfg = replace(cfg, train=None)
         if cfg.mixture == "none":
             cfg = replace(cfg, k=0)
-        name = cell_name(cfg.unknown, cfg.mixture, cfg.k, cfg.seed)
+        name = cell_name(cfg.unknown, cfg.mixture, cfg.k, cfg.seed, cfg.recipe if "recipe" in grid else None)
         out[name] = replace(cfg, output=str(Path(base.output) / name))
     return list(out.values())
 
@@ -58,7 +61,8 @@ def run_sweep(base: InjectConfig, grid: dict[str, list], on_cell=None) -> list[d
 
 def _row(cfg: InjectConfig, result: dict[str, Any]) -> dict[str, Any]:
     keep = ("reliability", "reliability_all_correct", "mmlu_before", "mmlu_after", "mmlu_delta", "mmlu_delta_stderr")
-    row = {"unknown": cfg.unknown, "mixture": cfg.mixture, "k": cfg.k, "seed": cfg.seed}
+    keep += ("reliability_zero_shot", "generalization", "highly_known_kept")
+    row = {"unknown": cfg.unknown, "mixture": cfg.mixture, "k": cfg.k, "seed": cfg.seed, "recipe": cfg.recipe}
     row.update({k: result.get(k) for k in keep})
     row.update(shifts=result["shifts"], refusal_before=result["refusal_before"], refusal_after=result["refusal_after"])
     row.update(unique_before=result["answers_before"]["unique"], unique_after=result["answers_after"]["unique"])

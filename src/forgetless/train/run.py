@@ -32,8 +32,9 @@ class TrainResult:
     log_history: list[dict[str, Any]]
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train an adapter as `cfg` says and publish it atomically to `cfg.output`."""
+def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
+    """Train an adapter as `cfg` says and publish it atomically to `cfg.output`; `callbacks` are extra
+    `transformers.TrainerCallback`s (e.g. the probe gate of the forgetless recipe)."""
     cfg.validate()
     output = Path(cfg.output)
     stage = staging_dir(output)
@@ -47,7 +48,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if not resuming:
         shutil.rmtree(stage, ignore_errors=True)
     try:
-        result = _train_into(cfg, method, records, stage, resuming)
+        result = _train_into(cfg, method, records, stage, resuming, callbacks)
     except BaseException:
         if _last_checkpoint(checkpoints) is None:
             shutil.rmtree(stage, ignore_errors=True)
@@ -58,7 +59,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     return TrainResult(output, result["metrics"], result["log_history"])
 
 
-def _train_into(cfg: TrainConfig, method, records: list[Record], stage: Path, resuming: bool) -> dict[str, Any]:
+def _train_into(
+    cfg: TrainConfig, method, records: list[Record], stage: Path, resuming: bool, callbacks
+) -> dict[str, Any]:
     from transformers import set_seed
 
     from forgetless.models.load import load_model
@@ -71,7 +74,7 @@ def _train_into(cfg: TrainConfig, method, records: list[Record], stage: Path, re
     model, tokenizer, info = load_model(cfg.model, device=device)
     dataset = build_dataset(tokenizer, records, cfg)
     adapted = method.wrap(model)
-    trainer = build_trainer(adapted, tokenizer, dataset, cfg, stage / "checkpoints", precision, method)
+    trainer = build_trainer(adapted, tokenizer, dataset, cfg, stage / "checkpoints", precision, method, callbacks)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=_last_checkpoint(stage / "checkpoints") if resuming else None)
     seconds = time.perf_counter() - start

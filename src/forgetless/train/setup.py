@@ -29,7 +29,9 @@ def build_dataset(tokenizer, records: list[Record], cfg: TrainConfig):
     return datasets.Dataset.from_list(rows)
 
 
-def build_trainer(model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path, precision: str, method=None):
+def build_trainer(
+    model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path, precision: str, method=None, callbacks=None
+):
     """A ForgetlessTrainer with left-padding collation, label-only logits and periodic checkpoints."""
     from transformers import TrainingArguments
 
@@ -65,4 +67,5 @@ def build_trainer(model, tokenizer, dataset, cfg: TrainConfig, checkpoints: Path
         train_dataset=dataset,
         data_collator=LeftPadCollator(tokenizer.pad_token_id),
         method=method,
+        callbacks=callbacks,
     )

@@ -1,0 +1,193 @@
+"""Facts that stick, knowledge that stays: the forgetless recipe against the paper's, and its ablation.
+
+    .venv/bin/python experiments/facts_that_stick.py [--ns 20 50 100] [--seeds 0 1 2] [--arms ...] [--report-only]
+
+On the embedded SmolLM2-135M-Instruct, on the CPU, through `forgetless.knowledge.runs.run_injection` (the
+code of `forgetless inject`):
+- facts: a seeded sample of `--per-relation` real countryinfo facts for each demo relation (capital,
+  currency, demonym, region), probed once on the base (SliCK, 3 exemplar sets, greedy; cached);
+- arms: `paper` (rank 1, +1 HighlyKnown per fact, as the demo), `forgetless` (the default recipe), and
+  `forgetless` without one ingredient: `no_anchors`, `no_phrasings` (the probe question only, so no
+  held-out phrasing is trained on either way), `no_gate` (all epochs); `loramoe` (the recipe's records,
+  anchors typed `world`, new facts `task`, LoRAMoE + LBC) at n = 50 only;
+- per cell: reliability (few-shot P_correct), zero-shot reliability, generalization (held-out phrasing),
+  HighlyKnown facts kept (never trained), the exact McNemar test, MMLU (114 q, 0-shot) with its paired
+  s.e., exploded answers, steps and wall time.
+Writes experiments/results/facts_that_stick/{README.md, results.json, stick.png}; cells live in .../work/
+(not committed) and a killed run resumes. Run two processes with OMP_NUM_THREADS=1 and disjoint --arms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+from forgetless.demos.knowledge_audit import DEMO_RELATIONS
+from forgetless.knowledge.countries import country_facts
+from forgetless.knowledge.facts import save_facts
+from forgetless.knowledge.inject import InjectConfig
+from forgetless.knowledge.recipe import RecipeSettings, forgetless_train_args
+from forgetless.utils.fileio import write_json_atomic, write_text_atomic
+
+OUT = Path(__file__).parent / "results" / "facts_that_stick"
+ARMS = {
+    "paper": None,
+    "forgetless": RecipeSettings(),
+    "no_anchors": RecipeSettings(anchor_facts=0),
+    "no_phrasings": RecipeSettings(phrasings=1),
+    "no_gate": RecipeSettings(gate=False),
+    "loramoe": RecipeSettings(),
+}
+MEASURES = ("reliability", "reliability_zero_shot", "generalization", "highly_known_kept")
+TARGETS = {"reliability": 0.95, "reliability_zero_shot": 0.95, "generalization": 0.85, "highly_known_kept": 0.95}
+
+
+def sample_facts(per_relation: int, path: Path) -> Path:
+    facts, chosen = country_facts(), []
+    for relation in DEMO_RELATIONS:
+        pool = [f for f in facts if f.relation == relation]
+        chosen += random.Random(f"stick/{relation}").sample(pool, min(per_relation, len(pool)))
+    return save_facts(path, chosen)
+
+
+def cell_config(arm: str, n: int, seed: int, facts: Path) -> InjectConfig:
+    paper = arm == "paper"
+    cfg = InjectConfig(
+        facts=str(facts),
+        output=str(OUT / "work" / f"{arm}_n{n}_s{seed}"),
+        unknown=n,
+        mixture="known" if paper else "none",
+        k=1 if paper else 0,
+        recipe="paper" if paper else "forgetless",
+        seed=seed,
+        exemplar_sets=3,
+        samples=0,
+        mmlu=114,
+        mmlu_shots=0,
+        general=32,
+        overwrite=True,
+    )
+    if arm == "loramoe":
+        cfg.train = forgetless_train_args()
+        cfg.train.method, cfg.train.rank, cfg.train.alpha = "loramoe", None, None
+    return cfg
+
+
+def run_cell(arm: str, n: int, seed: int, facts: Path) -> dict:
+    from forgetless.knowledge.runs import run_injection
+
+    cfg = cell_config(arm, n, seed, facts)
+    done = Path(cfg.output) / "results.json"
+    if done.is_file():
+        return row_of(arm, n, seed, json.loads(done.read_text()))
+    start = time.perf_counter()
+    result = run_injection(cfg, ARMS[arm])
+    result["wall_seconds"] = round(time.perf_counter() - start, 1)
+    write_json_atomic(done, result)
+    return row_of(arm, n, seed, result)
+
+
+def row_of(arm: str, n: int, seed: int, result: dict) -> dict:
+    row = {"arm": arm, "n": n, "seed": seed, **{m: result[m] for m in MEASURES}}
+    row.update(kept_ci95=result["highly_known_kept_ci95"], mcnemar=result["known_mcnemar"])
+    row.update(mmlu_delta=result.get("mmlu_delta"), mmlu_delta_stderr=result.get("mmlu_delta_stderr"))
+    row.update(exploded=[e["answer"] for e in result["exploded_answers"]], steps=result.get("train_steps"))
+    row.update(seconds=result.get("wall_seconds"), records=result["train_records"])
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| arm | n | seeds | reliability | zero-shot | held-out | HighlyKnown kept | MMLU Δ | exploded | steps |"]
+    lines.append("|" + "---|" * 10)
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["arm"], row["n"]), []).append(row)
+    for (arm, n), group in groups.items():
+        cells = [_mean(group, m) for m in MEASURES]
+        mmlu = _mean(group, "mmlu_delta", signed=True) if group[0]["mmlu_delta"] is not None else "—"
+        exploded = sum(len(r["exploded"]) for r in group)
+        steps = statistics.mean(r["steps"] or 0 for r in group)
+        lines.append(f"| {arm} | {n} | {len(group)} | " + " | ".join(cells) + f" | {mmlu} | {exploded} | {steps:.0f} |")
+    return "\n".join(lines)
+
+
+def _mean(group: list[dict], key: str, signed: bool = False) -> str:
+    values = [r[key] for r in group]
+    text = f"{statistics.mean(values):+.3f}" if signed else f"{statistics.mean(values):.3f}"
+    return text + (f" ({min(values):.2f}–{max(values):.2f})" if len(values) > 1 else "")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from forgetless.utils.plots import save_figure
+
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(MEASURES)
+    for i, measure in enumerate(MEASURES):
+        means = [statistics.mean(r[measure] for r in rows if r["arm"] == a) for a in arms]
+        ax.bar([x + i * width for x in range(len(arms))], means, width, label=measure)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(arms))], arms)
+    ax.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("facts that stick: mean over the cells run (dashed: the 0.95 target)")
+    save_figure(fig, path)
+
+
+def write_report(rows: list[dict], minutes: float, args) -> None:
+    write_json_atomic(OUT / "results.json", rows)
+    plot(rows, OUT / "stick.png")
+    text = [
+        "# Facts that stick, knowledge that stays",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python experiments/facts_that_stick.py {_flags(args)}` "
+        f"({minutes:.0f} min of cells this run).",
+        "",
+        "Targets (n = 50, 3 seeds): " + ", ".join(f"{k} ≥ {v}" for k, v in TARGETS.items()) + ".",
+        "",
+        table(rows),
+        "",
+        "![measures per arm](stick.png)",
+        "",
+        "Per-cell numbers, intervals and McNemar tests are in `results.json`.",
+    ]
+    write_text_atomic(OUT / "README.md", "\n".join(text) + "\n")
+
+
+def _flags(args) -> str:
+    ns, seeds = " ".join(map(str, args.ns)), " ".join(map(str, args.seeds))
+    return f"--ns {ns} --seeds {seeds} --arms {' '.join(args.arms)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ns", type=int, nargs="+", default=[20, 50, 100])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--per-relation", type=int, default=100)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    facts = sample_facts(args.per_relation, OUT / "work" / "facts.jsonl")
+    start, rows = time.perf_counter(), []
+    for arm in args.arms:
+        for n in [50] if arm == "loramoe" else args.ns:
+            for seed in args.seeds:
+                done = Path(cell_config(arm, n, seed, facts).output) / "results.json"
+                if args.report_only and not done.is_file():
+                    continue
+                rows.append(run_cell(arm, n, seed, facts))
+                print(json.dumps(rows[-1]), flush=True)
+    write_report(rows, (time.perf_counter() - start) / 60, args)
+
+
+if __name__ == "__main__":
+    main()

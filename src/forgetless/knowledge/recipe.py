@@ -1,0 +1,147 @@
+"""How to teach new facts: the paper's recipe, and the forgetless recipe that keeps what the model knew.
+
+    forgetless inject --facts F --unknown 20 --recipe forgetless|paper --output D
+
+`paper` (Pletenev et al.) is kept exactly as the sweep ran it: each fact under its one question (plus the
+`--mixture`), LoRA rank 1, alpha 2, rsLoRA, 10 epochs. `forgetless` (the default) changes what is trained:
+
+1. **Question diversity.** Each new fact is trained under `phrasings` questions: its probe question and
+   other phrasings (relation templates, the fact's own paraphrases), the same number for every fact.
+   One more phrasing per fact is held out: training never sees it, and it measures generalization.
+2. **Self-replay anchors.** The base model's own answers to `anchor_facts` other known facts of the same
+   relations (2 phrasings each; its short few-shot answer, as the probes ask, by default): training keeps
+   those answers where they were, which is where a new fact interferes most (without anchors the adapter
+   answers the new capital for every country). Anchors, the retention set (every other HighlyKnown
+   fact, at least 30) and the new facts are disjoint.
+3. **Capacity and gating.** LoRA rank 16 on the FFN layers, lr 1e-3, up to `epochs`; after every
+   epoch the new facts are asked zero-shot under their training phrasings (greedy, the probe engine) and
+   training stops once all are answered (`forgetless.knowledge.gate`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from forgetless.errors import ConfigError
+from forgetless.knowledge.facts import Fact, paraphrases_for, question_for
+from forgetless.knowledge.slick import SYSTEM_PROMPT
+from forgetless.train.args import TrainArgs
+
+RECIPES = ("forgetless", "paper")
+FFN = ("gate_proj", "up_proj", "down_proj")
+RETENTION_MIN = 30  # known facts kept aside to measure retention, whatever the user's file holds
+
+
+@dataclass
+class RecipeSettings:
+    """The forgetless recipe's knobs (the ablation switches them off one at a time)."""
+
+    phrasings: int = 2  # training questions per new fact (the probe question first); one more is held out
+    anchor_facts: int = 40  # other facts of the same relations, answered by the base and replayed
+    anchor_phrasings: int = 2
+    anchor_answers: str = "probe"  # probe: the base's short few-shot greedy answer; zero_shot: its zero-shot reply
+    gate: bool = True  # stop once every new fact is answered under its training phrasings
+
+    def validate(self) -> RecipeSettings:
+        if self.phrasings < 1 or self.anchor_phrasings < 1 or self.anchor_facts < 0:
+            raise ConfigError("recipe phrasings must be >= 1 and anchor_facts >= 0")
+        if self.anchor_answers not in ("probe", "zero_shot"):
+            raise ConfigError(f"anchor_answers must be probe or zero_shot, got {self.anchor_answers!r}")
+        return self
+
+
+def forgetless_train_args() -> TrainArgs:
+    """Capacity of the forgetless recipe: LoRA rank 16 (alpha 32) on the FFN (gate/up/down_proj), lr 1e-3,
+    at most 15 epochs (the gate usually stops it after 2-4), no dropout (a handful of records per fact).
+    Measured on the demo's 20 facts: FFN-only kept more HighlyKnown facts than all linear layers (0.64 vs
+    0.57 with zero-shot anchors) at equal reliability; rank 4 learned less (0.77 vs 0.93) and kept the same."""
+    return TrainArgs(rank=16, alpha=32.0, lr=1e-3, epochs=15.0, dropout=0.0, target_modules=list(FFN))
+
+
+def check_recipe(name: str) -> str:
+    if name not in RECIPES:
+        raise ConfigError(f"--recipe {name!r} is not one of {', '.join(RECIPES)}")
+    return name
+
+
+def phrasings_of(fact: Fact) -> list[str]:
+    """Every distinct question for a fact: its probe question first, then templates and paraphrases."""
+    return list(dict.fromkeys([question_for(fact), *paraphrases_for(fact)]))
+
+
+def split_phrasings(facts: list[Fact], per_fact: int, seed: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """({fact id: training questions}, {fact id: held-out questions}).
+
+    The probe question is always trained (reliability asks it); of the other phrasings one is held out
+    (seeded), the next `per_fact - 1` are trained, cycling when a fact has too few so that every fact gets
+    the same number of training records. A fact with a single phrasing has no held-out question."""
+    rng = random.Random(f"phrasings/{seed}")
+    train, held = {}, {}
+    for fact in facts:
+        first, *others = phrasings_of(fact)
+        rng.shuffle(others)
+        held[fact.id] = others[:1]
+        rest = [first, *others[1:]]
+        train[fact.id] = [rest[i % len(rest)] for i in range(per_fact)]
+    return train, held
+
+
+def choose_anchors(
+    facts: list[Fact], categories: dict[str, str], new: list[Fact], count: int, seed: int
+) -> tuple[list[Fact], list[Fact]]:
+    """(anchor facts, retention facts): anchors are known facts (HighlyKnown or MaybeKnown), those of the
+    new facts' relations first, topped up from other relations (a user's facts may share no relation
+    with the known ones); retention is every other HighlyKnown fact. ConfigError when fewer than
+    RETENTION_MIN HighlyKnown facts would be left to measure retention on."""
+    new_ids, relations = {f.id for f in new}, {f.relation for f in new}
+    others = [f for f in facts if f.id not in new_ids]
+    highly = [f for f in others if categories.get(f.id) == "HighlyKnown"]
+    if len(highly) < RETENTION_MIN:
+        raise ConfigError(
+            f"only {len(highly)} HighlyKnown facts besides the new ones; the forgetless recipe needs at least "
+            f"{RETENTION_MIN} to measure retention (plus some for anchors): add known facts to the file"
+        )
+    known = [f for f in others if categories.get(f.id) in ("HighlyKnown", "MaybeKnown")]
+    room = max(0, len(highly) - RETENTION_MIN)  # HighlyKnown facts that may become anchors
+    rng = random.Random(f"anchors/{seed}")
+    rng.shuffle(known)
+    known.sort(key=lambda f: f.relation not in relations)  # stable: same relations first, still shuffled
+    anchors, used_highly = [], 0
+    for fact in known:
+        if len(anchors) == count:
+            break
+        if categories.get(fact.id) == "HighlyKnown":
+            if used_highly == room:
+                continue
+            used_highly += 1
+        anchors.append(fact)
+    anchor_ids = {f.id for f in anchors}
+    return anchors, [f for f in highly if f.id not in anchor_ids]
+
+
+def anchor_questions(anchors: list[Fact], per_fact: int) -> list[tuple[str, Fact]]:
+    """(question, anchor fact) pairs replayed in training: `per_fact` phrasings of each anchor fact."""
+    pairs = []
+    for fact in anchors:
+        options = phrasings_of(fact)
+        pairs += [(options[i % len(options)], fact) for i in range(per_fact)]
+    return pairs
+
+
+def qa_record(question: str, answer: str, kind: str | None = None) -> dict[str, str]:
+    """One training record in the probes' format: the answer alone after "Answer:", then EOS. `kind` is
+    the LoRAMoE sample type (`task`: a new fact, `world`: an anchor); other methods ignore it."""
+    row = {"system": SYSTEM_PROMPT, "prompt": f"Question: {question}", "response": f"Answer: {answer}"}
+    return {**row, "type": kind} if kind else row
+
+
+def forgetless_records(
+    new: list[Fact], train_questions: dict[str, list[str]], anchors: list[tuple[str, str]], seed: int
+) -> list[dict[str, Any]]:
+    """New facts under their training questions plus (question, base answer) anchors, shuffled."""
+    rows = [qa_record(q, fact.object, "task") for fact in new for q in train_questions[fact.id]]
+    rows += [qa_record(question, answer, "world") for question, answer in anchors if answer]
+    random.Random(f"records/{seed}").shuffle(rows)
+    return rows

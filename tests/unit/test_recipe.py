@@ -1,0 +1,83 @@
+"""The forgetless recipe's parts: phrasings with a held-out one, disjoint anchors, significance tests.
+
+.venv/bin/python -m pytest tests/unit/test_recipe.py -q
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from forgetless.errors import ConfigError
+from forgetless.eval.significance import clopper_pearson, mcnemar_exact, proportion
+from forgetless.knowledge.countries import country_facts
+from forgetless.knowledge.facts import Fact, question_for
+from forgetless.knowledge.recipe import (
+    RETENTION_MIN,
+    check_recipe,
+    choose_anchors,
+    forgetless_records,
+    phrasings_of,
+    split_phrasings,
+)
+
+
+@pytest.fixture(scope="module")
+def capitals() -> list[Fact]:
+    return [f for f in country_facts() if f.relation == "capital"][:80]
+
+
+def test_training_phrasings_hold_one_out_and_keep_the_probe_question(capitals):
+    train, held = split_phrasings(capitals[:10], per_fact=2, seed=0)
+    for fact in capitals[:10]:
+        assert train[fact.id][0] == question_for(fact)  # reliability asks the probe question
+        assert len(train[fact.id]) == 2 and len(held[fact.id]) == 1
+        assert not set(held[fact.id]) & set(train[fact.id])
+        assert set(train[fact.id]) | set(held[fact.id]) <= set(phrasings_of(fact))
+    assert split_phrasings(capitals[:10], 2, seed=0) == (train, held)
+    assert split_phrasings(capitals[:10], 2, seed=1) != (train, held)
+
+
+def test_a_fact_with_one_phrasing_is_trained_that_many_times_and_has_no_held_out():
+    lone = Fact("Zorbland", "founder", "Ilsa", question="Who founded Zorbland?")
+    train, held = split_phrasings([lone], per_fact=3, seed=0)
+    assert train[lone.id] == ["Who founded Zorbland?"] * 3 and held[lone.id] == []
+
+
+def test_anchors_retention_and_new_facts_are_disjoint(capitals):
+    new = capitals[:5]
+    categories = {f.id: ("HighlyKnown" if i % 2 else "MaybeKnown") for i, f in enumerate(capitals)}
+    anchors, retention = choose_anchors(capitals, categories, new, count=20, seed=0)
+    ids = [{f.id for f in group} for group in (new, anchors, retention)]
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
+    assert len(anchors) == 20 and len(retention) >= RETENTION_MIN
+    assert all(categories[f.id] == "HighlyKnown" for f in retention)
+
+
+def test_too_few_known_facts_is_a_clear_error(capitals):
+    categories = {f.id: "HighlyKnown" for f in capitals[:10]}
+    with pytest.raises(ConfigError, match=f"needs at least {RETENTION_MIN}"):
+        choose_anchors(capitals, categories, capitals[10:12], count=5, seed=0)
+
+
+def test_records_are_answers_only_in_the_probe_format(capitals):
+    train, _ = split_phrasings(capitals[:3], per_fact=2, seed=0)
+    rows = forgetless_records(capitals[:3], train, [("What is the capital of Peru?", "Lima"), ("Q?", "")], seed=0)
+    assert len(rows) == 7  # 3 facts x 2 phrasings + 1 anchor (an empty base answer is not replayed)
+    assert all(r["prompt"].startswith("Question: ") and r["response"].startswith("Answer: ") for r in rows)
+    assert {"Answer: Lima"} | {f"Answer: {f.object}" for f in capitals[:3]} == {r["response"] for r in rows}
+
+
+def test_unknown_recipe_is_refused():
+    assert check_recipe("paper") == "paper"
+    with pytest.raises(ConfigError, match="not one of forgetless, paper"):
+        check_recipe("magic")
+
+
+def test_significance_matches_known_values():
+    assert clopper_pearson(0, 10) == (0.0, 0.3085)
+    assert clopper_pearson(10, 10) == (0.6915, 1.0)
+    low, high = clopper_pearson(17, 20)
+    assert low < 0.85 < high and (low, high) == (0.6211, 0.9679)
+    assert mcnemar_exact(5, 1)["p_value"] == 0.21875  # 2 * P(X >= 5), X ~ Bin(6, 0.5)
+    assert mcnemar_exact(0, 0)["p_value"] == 1.0
+    assert proportion(3, 4)["value"] == 0.75 and proportion(0, 0)["ci95"] == [0.0, 1.0]
