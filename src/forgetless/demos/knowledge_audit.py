@@ -144,13 +144,26 @@ def print_summary(result: dict[str, Any], output: Path) -> None:
     out_console.print(f"report: {output / 'report.md'}")
 
 
+HEADER = (
+    "recipe",
+    "reliability",
+    "zero-shot",
+    "held-out",
+    "HighlyKnown kept [95% CI]",
+    "exploded (wrong)",
+    "MMLU",
+    "time",
+)
+
+
 def comparison_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     """One row per recipe: what it taught, what it kept, what it cost, how long it took."""
     rows = []
     for recipe, r in results.items():
         low, high = r.get("highly_known_kept_ci95", [0.0, 1.0])
-        exploded = ", ".join(e["answer"] for e in r["exploded_answers"][:2]) or "none"
-        mmlu = "—" if r.get("mmlu_before") is None else f"{r['mmlu_before']:.3f} -> {r['mmlu_after']:.3f}"
+        exploded = r.get("exploded_wrong", [])
+        wrong = sum(e["wrong"] for e in exploded)
+        mmlu = "-" if r.get("mmlu_before") is None else f"{r['mmlu_before']:.3f} -> {r['mmlu_after']:.3f}"
         rows.append(
             [
                 recipe,
@@ -158,7 +171,7 @@ def comparison_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
                 f"{r['reliability_zero_shot']:.2f}",
                 f"{r['generalization']:.2f}",
                 f"{r['highly_known_kept']:.2f} [{low:.2f}, {high:.2f}]",
-                exploded,
+                f"{len(exploded)} ({wrong} wrong)",
                 mmlu,
                 f"{r.get('wall_seconds', 0):.0f} s",
             ]
@@ -166,21 +179,14 @@ def comparison_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def print_comparison(results: dict[str, dict[str, Any]]) -> None:
-    from rich.table import Table
+def comparison_text(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The side-by-side table as fixed-width lines (readable in a log, a terminal and the README)."""
+    rows = [list(HEADER), *comparison_rows(results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
-    table = Table(title="the same facts, two recipes")
-    for column in (
-        "recipe",
-        "reliability",
-        "zero-shot",
-        "held-out",
-        "HighlyKnown kept [95% CI]",
-        "exploded",
-        "MMLU",
-        "wall time",
-    ):
-        table.add_column(column)
-    for row in comparison_rows(results):
-        table.add_row(*row)
-    out_console.print(table)
+
+def print_comparison(results: dict[str, dict[str, Any]]) -> None:
+    out_console.print("\n[bold]the same facts, two recipes[/bold]")
+    for line in comparison_text(results):
+        out_console.print(line, highlight=False, soft_wrap=True)
