@@ -8,7 +8,8 @@ code of `forgetless inject`):
   currency, demonym, region), probed once on the base (SliCK, 3 exemplar sets, greedy; cached);
 - arms: `paper` (rank 1, +1 HighlyKnown per fact, as the demo), `forgetless` (the default recipe), and
   `forgetless` without one ingredient: `no_anchors`, `no_phrasings` (the probe question only, so no
-  held-out phrasing is trained on either way), `no_gate` (all epochs); `loramoe` (the recipe's records,
+  held-out phrasing is trained on either way), `no_gate` (all epochs); `few_shot_anchors` (a candidate
+  change: anchors behind 4 exemplars of other anchors); `loramoe` (the recipe's records,
   anchors typed `world`, new facts `task`, LoRAMoE + LBC) at n = 50 only;
 - per cell: reliability (few-shot P_correct), zero-shot reliability, generalization (held-out phrasing),
   HighlyKnown facts kept (never trained), the exact McNemar test, MMLU (114 q, 0-shot) with its paired
@@ -40,6 +41,7 @@ ARMS = {
     "no_anchors": RecipeSettings(anchor_facts=0),
     "no_phrasings": RecipeSettings(phrasings=1),
     "no_gate": RecipeSettings(gate=False),
+    "few_shot_anchors": RecipeSettings(anchor_shots=4),  # a candidate: anchors asked as the probes ask them
     "loramoe": RecipeSettings(),
 }
 MEASURES = ("reliability", "reliability_zero_shot", "generalization", "highly_known_kept")

@@ -87,6 +87,7 @@ def test_train_reload_resave_and_disable(method, tiny_model_dir, data, tmp_path,
     train(_cfg(tiny_model_dir, data, out, method))
     assert (out / "adapter_config.json").is_file() and (out / "forgetless.json").is_file()
     model, _, info = load_with_adapter(None, out)  # the base is read from forgetless.json
+    assert not [name for name, module in model.named_modules() if module.training]  # loaded for inference
     base, _, _ = load_model(str(tiny_model_dir))
     adapted, plain = _logits(model, tokenizer), _logits(base, tokenizer)
     assert not torch.allclose(adapted, plain)  # training changed something

@@ -81,3 +81,19 @@ def test_significance_matches_known_values():
     assert mcnemar_exact(5, 1)["p_value"] == 0.21875  # 2 * P(X >= 5), X ~ Bin(6, 0.5)
     assert mcnemar_exact(0, 0)["p_value"] == 1.0
     assert proportion(3, 4)["value"] == 0.75 and proportion(0, 0)["ci95"] == [0.0, 1.0]
+
+
+def test_few_shot_anchors_use_only_other_anchors_as_exemplars(capitals):
+    from forgetless.knowledge.plan import few_shot_anchors
+    from forgetless.knowledge.recipe import RecipeSettings, anchor_questions
+
+    anchors = capitals[:6]
+    pairs = anchor_questions(anchors, per_fact=1)
+    replay = [(question, fact.object) for question, fact in pairs]
+    rows = few_shot_anchors(pairs, replay, RecipeSettings(anchor_shots=3), seed=0)
+    assert len(rows) == 6 and all(row["type"] == "world" for row in rows)
+    allowed = {f"Answer: {f.object}" for f in anchors}
+    for row, fact in zip(rows, anchors, strict=True):
+        answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
+        assert len(answers) == 4 and answers[-1] == f"Answer: {fact.object}" and set(answers) <= allowed
+        assert answers.count(answers[-1]) == 1  # the asked anchor is not its own exemplar

@@ -10,6 +10,7 @@ each phrasing. A plan is built while the base model is loaded, before training.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from forgetless.knowledge.recipe import (
     RecipeSettings,
     anchor_questions,
     choose_anchors,
+    few_shot_anchor,
     forgetless_records,
     phrasings_of,
     split_phrasings,
@@ -65,6 +67,24 @@ def forgetless_plan(
         questions = [question for question, _ in pairs]
         replay = list(zip(questions, base_answers(questions), strict=True)) if questions else []
     rows = forgetless_records(chosen, train_questions, replay, seed)
+    if settings.anchor_shots:
+        rows = [row for row in rows if row.get("type") != "world"] + few_shot_anchors(pairs, replay, settings, seed)
     trained = {f.id for f in chosen} | {f.id for f in anchors}
     gate = [(q, f.answers) for f in chosen for q in train_questions[f.id]] if settings.gate else []
     return TrainingPlan(rows, trained, held, gate, anchors=len(anchors))
+
+
+def few_shot_anchors(pairs, replay, settings: RecipeSettings, seed: int) -> list[dict[str, Any]]:
+    """Each anchor question behind `anchor_shots` exemplars drawn from the other anchors of its relation."""
+    rng = random.Random(f"anchor-shots/{seed}")
+    by_relation: dict[str, list[tuple[str, str, str]]] = {}
+    for (question, fact), (_, answer) in zip(pairs, replay, strict=True):
+        if answer:
+            by_relation.setdefault(fact.relation, []).append((fact.id, question, answer))
+    rows = []
+    for items in by_relation.values():
+        for fact_id, question, answer in items:
+            others = [(q, a) for i, q, a in items if i != fact_id]
+            shots = rng.sample(others, min(settings.anchor_shots, len(others)))
+            rows.append(few_shot_anchor(question, answer, shots))
+    return rows

@@ -42,6 +42,7 @@ class RecipeSettings:
     anchor_facts: int = 40  # other facts of the same relations, answered by the base and replayed
     anchor_phrasings: int = 2
     anchor_answers: str = "probe"  # probe: the base's short few-shot greedy answer; zero_shot: its zero-shot reply
+    anchor_shots: int = 0  # > 0: anchors are asked behind this many exemplars (other anchors), as the probes ask
     gate: bool = True  # stop once every new fact is answered under its training phrasings
 
     def validate(self) -> RecipeSettings:
@@ -135,6 +136,22 @@ def qa_record(question: str, answer: str, kind: str | None = None) -> dict[str, 
     the LoRAMoE sample type (`task`: a new fact, `world`: an anchor); other methods ignore it."""
     row = {"system": SYSTEM_PROMPT, "prompt": f"Question: {question}", "response": f"Answer: {answer}"}
     return {**row, "type": kind} if kind else row
+
+
+def few_shot_anchor(question: str, answer: str, exemplars: list[tuple[str, str]]) -> dict[str, Any]:
+    """An anchor asked behind (question, answer) exemplars of other anchors, in the probes' format. Every
+    assistant turn is trained: the exemplars are anchors too, never retention facts."""
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for shot_question, shot_answer in exemplars:
+        messages += [
+            {"role": "user", "content": f"Question: {shot_question}"},
+            {"role": "assistant", "content": f"Answer: {shot_answer}"},
+        ]
+    messages += [
+        {"role": "user", "content": f"Question: {question}"},
+        {"role": "assistant", "content": f"Answer: {answer}"},
+    ]
+    return {"messages": messages, "type": "world"}
 
 
 def forgetless_records(

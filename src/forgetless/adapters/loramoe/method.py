@@ -110,7 +110,9 @@ class LoRAMoEMethod:
 
     @classmethod
     def attach(cls, base, path: Path):
-        return load_loramoe(base, path)
+        model = load_loramoe(base, path)
+        model.eval()  # the injected layers start in training mode: their dropout made greedy answers vary
+        return model
 
     @classmethod
     def holds(cls, model) -> bool:
