@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import time
 from pathlib import Path
 
 from forgetless.demos.knowledge_audit import DEMO_RELATIONS
-from forgetless.knowledge.countries import country_facts
+from forgetless.knowledge.countries import sample_country_facts
 from forgetless.knowledge.facts import save_facts
 from forgetless.knowledge.inject import InjectConfig
 from forgetless.knowledge.recipe import RecipeSettings, forgetless_train_args
@@ -49,11 +48,7 @@ TARGETS = {"reliability": 0.95, "reliability_zero_shot": 0.95, "generalization":
 
 
 def sample_facts(per_relation: int, path: Path) -> Path:
-    facts, chosen = country_facts(), []
-    for relation in DEMO_RELATIONS:
-        pool = [f for f in facts if f.relation == relation]
-        chosen += random.Random(f"stick/{relation}").sample(pool, min(per_relation, len(pool)))
-    return save_facts(path, chosen)
+    return save_facts(path, sample_country_facts(DEMO_RELATIONS, per_relation, "stick"))
 
 
 def cell_config(arm: str, n: int, seed: int, facts: Path) -> InjectConfig:

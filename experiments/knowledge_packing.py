@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import time
 from pathlib import Path
 
-from forgetless.knowledge.countries import country_facts
+from forgetless.knowledge.countries import sample_country_facts
 from forgetless.knowledge.facts import save_facts
 from forgetless.knowledge.inject import InjectConfig
 from forgetless.knowledge.sweep import cell_name, run_sweep, sweep_table
@@ -41,12 +40,7 @@ OUT = Path(__file__).parent / "results" / "knowledge_packing"
 
 
 def sample_facts(per_relation: int, path: Path) -> Path:
-    facts = country_facts()
-    chosen = []
-    for relation in RELATIONS:
-        pool = [f for f in facts if f.relation == relation]
-        chosen += random.Random(f"packing/{relation}").sample(pool, min(per_relation, len(pool)))
-    return save_facts(path, chosen)
+    return save_facts(path, sample_country_facts(RELATIONS, per_relation, "packing"))
 
 
 def run(ns: list[int], seeds: list[int], per_relation: int, mmlu: int, audit: int, mixtures: list[str]) -> list[dict]:

@@ -19,7 +19,6 @@ so the demo's numbers are what the CLI gives. `forgetless demo --fictional` runs
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,14 +48,9 @@ class DemoSettings:
 
 def demo_facts(per_relation: int, seed: int) -> list:
     """A seeded sample of `per_relation` real country facts for each of DEMO_RELATIONS."""
-    from forgetless.knowledge.countries import country_facts
+    from forgetless.knowledge.countries import sample_country_facts
 
-    facts = country_facts()
-    chosen = []
-    for relation in DEMO_RELATIONS:
-        pool = [f for f in facts if f.relation == relation]
-        chosen += random.Random(f"demo/{seed}/{relation}").sample(pool, min(per_relation, len(pool)))
-    return chosen
+    return sample_country_facts(DEMO_RELATIONS, per_relation, f"demo/{seed}")
 
 
 def run_demo(settings: DemoSettings | None = None) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ currency codes, Croatia's euro) and entries that duplicate another's ISO code ke
 from __future__ import annotations
 
 import os
+import random
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -149,6 +150,16 @@ def country_facts() -> list[Fact]:
                 continue  # no value, or a demonym that just repeats the name (the question gives it away)
             facts.append(_make_fact(subject, relation, answer, templates))
     return facts
+
+
+def sample_country_facts(relations, per_relation: int, salt: str) -> list[Fact]:
+    """A seeded sample of `per_relation` country facts of each relation, in `relations` order; the draw of
+    relation r is seeded with `"{salt}/{r}"` (the demo, `learn` and the experiments each use their own)."""
+    facts, chosen = country_facts(), []
+    for relation in relations:
+        pool = [f for f in facts if f.relation == relation]
+        chosen += random.Random(f"{salt}/{relation}").sample(pool, min(per_relation, len(pool)))
+    return chosen
 
 
 def country_names() -> set[str]:

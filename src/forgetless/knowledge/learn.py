@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -62,13 +61,9 @@ class LearnConfig:
 
 def builtin_known(per_relation: int, seed: int) -> list[Fact]:
     """A seeded sample of built-in country facts of a few relations (what the base is audited on)."""
-    from forgetless.knowledge.countries import country_facts
+    from forgetless.knowledge.countries import sample_country_facts
 
-    facts, chosen = country_facts(), []
-    for relation in KNOWN_RELATIONS:
-        pool = [f for f in facts if f.relation == relation]
-        chosen += random.Random(f"known/{seed}/{relation}").sample(pool, min(per_relation, len(pool)))
-    return chosen
+    return sample_country_facts(KNOWN_RELATIONS, per_relation, f"known/{seed}")
 
 
 def check_learnable(new: list[Fact], known: list[Fact], shots: int) -> None:
