@@ -8,9 +8,13 @@ code of `forgetless inject`):
   currency, demonym, region), probed once on the base (SliCK, 3 exemplar sets, greedy; cached);
 - arms: `paper` (rank 1, +1 HighlyKnown per fact, as the demo), `forgetless` (the default recipe), and
   `forgetless` without one ingredient: `no_anchors`, `no_phrasings` (the probe question only, so no
-  held-out phrasing is trained on either way), `no_gate` (all epochs); `few_shot_anchors` (a candidate
-  change: anchors behind 4 exemplars of other anchors); `loramoe` (the recipe's records,
-  anchors typed `world`, new facts `task`, LoRAMoE + LBC) at n = 50 only;
+  held-out phrasing is trained on either way), `no_gate` (all epochs), `no_kl` (anchors by cross-entropy
+  on the base's answers only, no KL to the base); candidates: `few_shot_gate` (the gate also waits for
+  few-shot P_correct 0.95, or a 2-check plateau; `few_shot_gate_no_plateau`: no plateau rule),
+  `few_shot_anchors` (anchors behind 4 exemplars of other anchors), `kl1` and `kl20` (the KL weight),
+  `layers_0_14` / `kl1_layers_0_14` (LoRA on the FFN of the first 15 of 30 layers); `no_kl_*` (the
+  recipe before the KL term, as first measured); `loramoe` (the recipe's records, anchors typed
+  `world`, new facts `task`, LoRAMoE + LBC) at n = 50 only;
 - per cell: reliability (few-shot P_correct), zero-shot reliability, generalization (held-out phrasing),
   HighlyKnown facts kept (never trained), the exact McNemar test, MMLU (114 q, 0-shot) with its paired
   s.e., exploded answers, steps and wall time.
@@ -40,9 +44,29 @@ ARMS = {
     "no_anchors": RecipeSettings(anchor_facts=0),
     "no_phrasings": RecipeSettings(phrasings=1),
     "no_gate": RecipeSettings(gate=False),
-    "few_shot_anchors": RecipeSettings(anchor_shots=4),  # a candidate: anchors asked as the probes ask them
+    "no_kl": RecipeSettings(),  # anchors by cross-entropy on the base's answers only (TRAIN_OVERRIDES)
+    # candidates: the gate also waits for few-shot P_correct 0.95 (stopping on a 2-check plateau, or not),
+    # anchors asked few-shot, the KL weight, LoRA on the FFN of the first 15 of 30 layers
+    "few_shot_gate": RecipeSettings(gate_few_shot=0.95),
+    "few_shot_gate_no_plateau": RecipeSettings(gate_few_shot=0.95, gate_patience=1000),
+    "few_shot_anchors": RecipeSettings(anchor_shots=4),
+    "kl1": RecipeSettings(),
+    "kl20": RecipeSettings(),
+    "layers_0_14": RecipeSettings(),
+    "kl1_layers_0_14": RecipeSettings(),
+    # the recipe before the KL term (anchor_kl 0), as first measured
+    "no_kl_no_anchors": RecipeSettings(anchor_facts=0),
+    "no_kl_no_phrasings": RecipeSettings(phrasings=1),
+    "no_kl_no_gate": RecipeSettings(gate=False),
+    "no_kl_few_shot_anchors": RecipeSettings(anchor_shots=4),
     "loramoe": RecipeSettings(),
 }
+NO_KL = {"anchor_kl": 0.0}
+FIRST_HALF_FFN = r".*layers\.([0-9]|1[0-4])\.mlp\.(gate_proj|up_proj|down_proj)"
+TRAIN_OVERRIDES = {"kl1": {"anchor_kl": 1.0}, "kl20": {"anchor_kl": 20.0}}
+TRAIN_OVERRIDES["layers_0_14"] = {"target_modules": FIRST_HALF_FFN}
+TRAIN_OVERRIDES["kl1_layers_0_14"] = {"anchor_kl": 1.0, "target_modules": FIRST_HALF_FFN}
+TRAIN_OVERRIDES |= {arm: NO_KL for arm in ARMS if arm.startswith("no_kl")}
 MEASURES = ("reliability", "reliability_zero_shot", "generalization", "highly_known_kept")
 TARGETS = {"reliability": 0.95, "reliability_zero_shot": 0.95, "generalization": 0.85, "highly_known_kept": 0.95}
 
@@ -71,6 +95,8 @@ def cell_config(arm: str, n: int, seed: int, facts: Path) -> InjectConfig:
     if arm == "loramoe":
         cfg.train = forgetless_train_args()
         cfg.train.method, cfg.train.rank, cfg.train.alpha = "loramoe", None, None
+    for name, value in TRAIN_OVERRIDES.get(arm, {}).items():
+        setattr(cfg.train, name, value)
     return cfg
 
 
@@ -130,12 +156,12 @@ def plot(rows: list[dict], path: Path) -> None:
     from forgetless.utils.plots import save_figure
 
     arms = list(dict.fromkeys(r["arm"] for r in rows))
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(max(10, 0.9 * len(arms)), 4.5))
     width = 0.8 / len(MEASURES)
     for i, measure in enumerate(MEASURES):
         means = [statistics.mean(r[measure] for r in rows if r["arm"] == a) for a in arms]
         ax.bar([x + i * width for x in range(len(arms))], means, width, label=measure)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(arms))], arms)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(arms))], arms, rotation=30, ha="right", fontsize=8)
     ax.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -173,7 +199,8 @@ def write_report(rows: list[dict], args) -> None:
         "",
         f"Command: `OMP_NUM_THREADS=1 .venv/bin/python experiments/facts_that_stick.py {_flags(args)}` "
         f"(the cells took {sum(r['seconds'] or 0 for r in rows) / 60:.0f} min, one torch thread each, two processes "
-        "on the 2-core machine).",
+        "on the 2-core machine)."
+        + (" Only the cells that were run are listed (`--report-only`)." if args.report_only else ""),
         "",
         "Targets (n = 50, 3 seeds): " + ", ".join(f"{k} ≥ {v}" for k, v in TARGETS.items()) + ".",
         "",

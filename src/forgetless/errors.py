@@ -35,3 +35,7 @@ def where(source: str, line: int | None = None, field: str | None = None) -> str
     if field is not None:
         parts.append(field)
     return ":".join(parts)
+
+
+class TrainingDiverged(ForgetlessError):
+    """The loss became inf/nan: the run stops, keeping its earlier checkpoints."""

@@ -76,6 +76,8 @@ def homes() -> dict[str, Any]:
         "audit --mmlu": audit.mmlu_n,
         "audit --exemplar-sets": audit.probe.n_exemplar_sets,
         "audit --samples": audit.probe.samples,
+        "audit --mmlu-shots": audit.mmlu_shots,
+        "audit --shots": audit.probe.shots,
         "facts fictional --seed": _arg(write_fictional_facts, "seed"),
         "tasks builtin --seed": _arg(write_builtin_suite, "seed"),
         "tasks builtin --n-train": _arg(write_builtin_suite, "n_train"),
@@ -100,7 +102,6 @@ def stated() -> list[tuple[str, str, Any]]:
     from forgetless.continual.config import STRATEGIES
     from forgetless.demos.knowledge_audit import DEMO_RELATIONS
     from forgetless.engine.sampling import SamplingConfig
-    from forgetless.knowledge.audit import AuditSettings
     from forgetless.knowledge.inject import InjectConfig
     from forgetless.knowledge.learn import LearnConfig
     from forgetless.knowledge.slick import ProbeSettings
@@ -132,7 +133,6 @@ def stated() -> list[tuple[str, str, Any]]:
         ("generate --temperature", rf"{number} = greedy \(default\)", SamplingConfig.temperature),
         ("probe --samples", rf"T={number},", ProbeSettings.temperature),
         ("probe --samples", rf"top-{number} ", ProbeSettings.top_k),
-        ("audit --mmlu", rf"{number}-shot", AuditSettings.mmlu_shots),
         ("demo --per-relation", rf"\({number} relations\)", len(DEMO_RELATIONS)),
         ("continual run --methods", r"Comma list of ([\w,]+)\.", ",".join(STRATEGIES)),
     ]

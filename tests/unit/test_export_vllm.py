@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,8 @@ def test_layout_and_adapters_load_with_plain_peft(exported, run_dir, tiny_model_
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM
 
-    assert sorted(p.name for p in exported.iterdir()) == ["README.md", "adapters", "router", "serve_vllm.sh"]
+    listing = ["README.md", "adapters", "router", "serve_vllm.sh"]
+    assert sorted(p.name for p in exported.iterdir()) == [".forgetless-output", *listing]
     assert not list(exported.parent.glob(".*partial*"))
     ids = torch.tensor([[1, 5, 9, 42, 7]])
     for task in ("plural", "numbers"):
@@ -92,9 +94,25 @@ def test_readme_and_script_give_the_vllm_command(exported, tiny_model_dir):
     base = str(tiny_model_dir.resolve())
     assert f"vllm serve {base} --enable-lora --max-lora-rank 8 --max-loras 2" in readme
     for task in ("plural", "numbers"):
-        assert f"{task}={exported}/adapters/{task}" in readme and f"{task}=$HERE/adapters/{task}" in script
+        assert json.dumps({"name": task, "path": f"{exported}/adapters/{task}"}) in readme
+        assert f'\\"path\\": \\"$HERE/adapters/{task}\\"' in script
     assert "router.py proxy" in readme and "LoRAMoE" not in readme
     subprocess.run(["bash", "-n", str(exported / "serve_vllm.sh")], check=True)
+
+
+def test_the_script_passes_one_json_argument_per_adapter_even_from_an_odd_folder(exported, tmp_path):
+    """A folder with a space and a comma: each --lora-modules value stays one argument, valid JSON."""
+    odd = shutil.copytree(exported, tmp_path / "my exports, v2")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "vllm").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    (fake / "vllm").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    args = subprocess.run(["bash", str(odd / "serve_vllm.sh")], env=env, capture_output=True, text=True, check=True)
+    lines = args.stdout.splitlines()
+    modules = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [m["name"] for m in modules] == ["plural", "numbers"]
+    assert all(Path(m["path"]).is_dir() and "my exports, v2" in m["path"] for m in modules)
 
 
 def test_router_proxy_in_front_of_an_openai_server(exported, served):  # noqa: F811

@@ -125,6 +125,17 @@ def test_save_load_round_trip(tmp_path):
     assert not torch.equal(logits, tiny_llama()(ids).logits)
 
 
+def test_same_adapter_saves_the_same_bytes(tmp_path):
+    """safetensors orders a metadata map at random: with two keys the files differed between saves."""
+    cfg = LoRAMoEConfig(num_experts=2, rank=2)
+    model = trained_like(tiny_llama(), cfg)
+    files = {
+        (save_loramoe(model, cfg, tmp_path / str(i), "tiny", FINGERPRINT) / "adapter_model.safetensors").read_bytes()
+        for i in range(6)
+    }
+    assert len(files) == 1
+
+
 def test_load_into_different_base_raises_model_error(tmp_path):
     cfg = LoRAMoEConfig(num_experts=2, rank=2)
     out = save_loramoe(trained_like(tiny_llama(), cfg), cfg, tmp_path / "a", "tiny", FINGERPRINT)

@@ -97,3 +97,49 @@ def test_few_shot_anchors_use_only_other_anchors_as_exemplars(capitals):
         answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
         assert len(answers) == 4 and answers[-1] == f"Answer: {fact.object}" and set(answers) <= allowed
         assert answers.count(answers[-1]) == 1  # the asked anchor is not its own exemplar
+
+
+def test_the_gate_waits_for_few_shot_reliability_once_zero_shot_is_learned(monkeypatch):
+    from types import SimpleNamespace
+
+    from forgetless.knowledge import gate as gate_module
+
+    zero_shot = iter([0.5, 1.0, 1.0])
+    monkeypatch.setattr(gate_module, "share_correct", lambda model, tokenizer, items: next(zero_shot))
+    asked = []
+
+    def few_shot(model):
+        asked.append(len(asked))
+        return [0.8, 0.96][len(asked) - 1]
+
+    gate = gate_module.ProbeGate(None, [("q", ["a"])], every_steps=1, few_shot=few_shot, few_shot_target=0.95)
+    model = SimpleNamespace(training=True, eval=lambda: None, train=lambda mode: None)
+    stops = []
+    for step in (1, 2, 3):
+        control = SimpleNamespace(should_training_stop=False)
+        gate.on_step_end(None, SimpleNamespace(global_step=step), control, model=model)
+        stops.append(control.should_training_stop)
+    assert stops == [False, False, True]
+    assert asked == [0, 1]  # not asked while zero-shot answers are still wrong
+    assert gate.curve == [
+        {"step": 1, "answered": 0.5},
+        {"step": 2, "answered": 1.0, "few_shot": 0.8},
+        {"step": 3, "answered": 1.0, "few_shot": 0.96},
+    ]
+
+
+def test_the_gate_stops_on_a_few_shot_plateau(monkeypatch):
+    from types import SimpleNamespace
+
+    from forgetless.knowledge import gate as gate_module
+
+    monkeypatch.setattr(gate_module, "share_correct", lambda model, tokenizer, items: 1.0)
+    values = iter([0.80, 0.90, 0.90, 0.85, 0.99])
+    gate = gate_module.ProbeGate(None, [("q", ["a"])], 1, few_shot=lambda model: next(values), patience=2)
+    model = SimpleNamespace(training=True, eval=lambda: None, train=lambda mode: None)
+    stops = []
+    for step in range(1, 5):
+        control = SimpleNamespace(should_training_stop=False)
+        gate.on_step_end(None, SimpleNamespace(global_step=step), control, model=model)
+        stops.append(control.should_training_stop)
+    assert stops == [False, False, False, True]  # 0.90 then two checks without improvement

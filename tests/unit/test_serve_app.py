@@ -82,6 +82,15 @@ def test_health_models_and_default_model(client):
     assert answer["model"] == "auto" and answer["adapter"] == "plural"  # a server with a switch defaults to auto
 
 
+def test_each_model_can_be_retrieved_and_has_a_creation_time(client):
+    listed = client.get("/v1/models").json()["data"]
+    for card in listed:
+        one = client.get(f"/v1/models/{card['id']}")
+        assert one.status_code == 200 and one.json() == card and card["created"] > 1_700_000_000
+    missing = client.get("/v1/models/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
 def test_chat_completion_shape_and_adapter_header(client):
     r = client.post("/v1/chat/completions", json=chat_body("hello there", model="numbers", max_tokens=50))
     assert r.status_code == 200 and r.headers["x-forgetless-adapter"] == "numbers"
@@ -182,8 +191,25 @@ BAD_CHAT = [
     json.dumps(chat_body("x", stream="yes please")),
     json.dumps(chat_body("x", stop=["a", "b", "c", "d", "e"])),
     json.dumps(chat_body("x", model=5)),
+    json.dumps(chat_body("x", max_tokens=True)),  # strict types, as OpenAI's API
+    json.dumps(chat_body("x", stream="yes")),
+    json.dumps(chat_body("x", seed=2**80)),
+    json.dumps(chat_body("x", stop="\ud800")),
+    json.dumps(chat_body("x", logprobs=True)),
+    json.dumps(chat_body("x", top_logprobs=3)),
+    json.dumps(chat_body("lone \ud800 surrogate")),
+    json.dumps({"messages": [{"role": "system", "content": "\udfff"}, {"role": "user", "content": "hi"}]}),
+    json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "a\ud800"}]}]}),
 ]
-BAD_COMPLETION = [json.dumps({"prompt": ["a", "b"]}), json.dumps({"model": "base"}), json.dumps({"prompt": 3})]
+BAD_COMPLETION = [
+    json.dumps({"prompt": ["a", "b"]}),
+    json.dumps({"model": "base"}),
+    json.dumps({"prompt": 3}),
+    json.dumps({"model": "base", "prompt": "x\ud800"}),
+    json.dumps({"model": "base", "prompt": ["\ud800"]}),
+    json.dumps({"model": "base", "prompt": "x", "echo": "true"}),
+    json.dumps({"model": "base", "prompt": "x", "logprobs": 2}),
+]
 
 
 @pytest.mark.parametrize(
@@ -247,6 +273,46 @@ async def _burst(url: str, n: int, words: int) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         body = chat_body(" ".join(["w"] * words), model="base", max_tokens=100)
         return await asyncio.gather(*(http.post("/v1/chat/completions", json=body) for _ in range(n)))
+
+
+async def _good_and_bad_together(url: str) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        bodies = [chat_body("fine", model="base"), chat_body("bad \ud800", model="base")] * 3
+        headers = {"content-type": "application/json"}
+        posts = (http.post("/v1/chat/completions", content=json.dumps(body), headers=headers) for body in bodies)
+        return await asyncio.gather(*posts)
+
+
+def test_a_lone_surrogate_fails_alone_never_its_batch():
+    with start(EchoBackend(step_s=0.01), max_batch=8, window_ms=50) as srv:
+        responses = asyncio.run(_good_and_bad_together(srv.url))
+    assert [r.status_code for r in responses] == [200, 400] * 3
+    assert "surrogate" in responses[1].json()["error"]["message"]
+
+
+class PoisonBackend(EchoBackend):
+    """Fails any batch holding the prompt 'poison' (as a tokenizer failing on one row would)."""
+
+    def generate(self, rows):
+        if any("poison" in self._text(row) for row in rows):
+            raise RuntimeError("secret internal detail /home/x/model.py:12")
+        return super().generate(rows)
+
+
+async def _with_poison(url: str) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        bodies = [chat_body(text, model="base") for text in ("fine one", "poison", "fine two", "fine three")]
+        return await asyncio.gather(*(http.post("/v1/chat/completions", json=body) for body in bodies))
+
+
+def test_a_row_that_breaks_its_batch_fails_alone_without_leaking_internals():
+    backend = PoisonBackend(step_s=0.01)
+    with start(backend, max_batch=8, window_ms=80) as srv:
+        responses = asyncio.run(_with_poison(srv.url))
+    assert [r.status_code for r in responses] == [200, 500, 200, 200]
+    assert max(backend.batch_sizes, default=0) >= 1 and "fine one" in responses[0].text
+    message = responses[1].json()["error"]["message"]
+    assert "error id" in message and "secret" not in message and "RuntimeError" not in message
 
 
 def test_full_queue_answers_429_with_retry_after():

@@ -46,6 +46,7 @@ def test_output_is_a_loramoe_adapter_that_generate_loads(tiny_model_dir, mixed_f
     out = tmp_path / "moe"
     train(_cfg(tiny_model_dir, mixed_file, out, experts=5, world_experts=2))
     assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",  # the model card
         "adapter_config.json",
         "adapter_model.safetensors",
         "forgetless.json",

@@ -15,7 +15,7 @@ from typing import Any
 
 from forgetless.adapters.registry import adapter_kind, method_class, method_holding
 from forgetless.errors import ModelError
-from forgetless.models.load import ModelInfo, load_model, same_base
+from forgetless.models.load import ModelInfo, hub_like, load_model, same_base
 
 
 def read_adapter_meta(adapter: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -33,6 +33,30 @@ def read_adapter_meta(adapter: str | Path) -> tuple[dict[str, Any], dict[str, An
     return config, manifest
 
 
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+def check_adapter_weights(path: Path) -> None:
+    """ModelError, before any model is loaded, when the weights file is missing, pickled or damaged."""
+    from safetensors import SafetensorError, safe_open
+
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        pickled = (
+            " (only adapter_model.bin, a pickle, which forgetless never loads)"
+            if (path / "adapter_model.bin").is_file()
+            else ""
+        )
+        raise ModelError(f"{path}: no {WEIGHTS_FILE} in the adapter directory{pickled}; re-save or re-train it")
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(
+            f"{weights}: damaged or truncated weights ({exc}); copy the adapter again or re-train it"
+        ) from None
+
+
 def load_with_adapter(
     model: str | None = None,
     adapter: str | Path | None = None,
@@ -43,14 +67,21 @@ def load_with_adapter(
     if adapter is None:
         return load_model(model, device=device, dtype=dtype)
     config, manifest = read_adapter_meta(adapter)
-    spec = model if model is not None else manifest.get("base_model")
+    check_adapter_weights(Path(adapter))
+    declared = str(config.get("base_model_name_or_path") or "")
+    spec = model if model is not None else manifest.get("base_model") or (declared if hub_like(declared) else None)
     base, tokenizer, info = load_model(spec, device=device, dtype=dtype)
     recorded = manifest.get("base_fingerprint") or config.get("base_model_fingerprint")
     if recorded and not same_base(recorded, info.fingerprint):
-        trained_on = manifest.get("base_model") or config.get("base_model_name_or_path")
+        trained_on = manifest.get("base_model") or declared
         raise ModelError(
             f"{adapter}: adapter was made for a different base model ({trained_on}), not {info.model_id}; "
             f"pass --model {trained_on} or omit --model"
+        )
+    if not recorded and hub_like(declared) and declared.lower() != info.hub_id.lower():
+        raise ModelError(  # a foreign adapter (no fingerprint): its declared base must be the loaded one
+            f"{adapter}: adapter declares base model {declared}, but {info.hub_id} is loaded (the shapes may "
+            f"fit, the weights would not); pass --model {declared}"
         )
     return _attach(base, adapter, config, manifest), tokenizer, info
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from forgetless.adapters.loading import read_adapter_meta
+from forgetless.adapters.loading import check_adapter_weights, read_adapter_meta
 from forgetless.adapters.names import BASE
 from forgetless.adapters.registry import adapter_kind, method_class
 from forgetless.data.chat import render_prompt, tokenize_prompt
@@ -84,6 +84,7 @@ def _check_name(name: str, model: Any) -> None:
 
 def _check_adapter(path: str | Path, info: ModelInfo) -> dict[str, Any]:
     config, manifest = read_adapter_meta(path)
+    check_adapter_weights(Path(path))
     if not method_class(adapter_kind(config, manifest)).mixable or config.get("peft_type", "LORA") != "LORA":
         raise ModelError(f"{path}: only PEFT LoRA adapters can share a mixed batch (this one is not a plain LoRA)")
     recorded = manifest.get("base_fingerprint") or config.get("base_model_fingerprint")

@@ -33,14 +33,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:  # eager: runs while parsing, so `forgetless --version` needs no command
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+    ),
 ) -> None:
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
+    """Teach an LLM new tasks and facts with adapters, and measure what was gained and what was lost."""
 
 
 def _register() -> None:
@@ -103,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     except (click.UsageError, _typer_click.UsageError) as exc:
         if debug:
             raise
-        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
-            click.echo(exc.ctx.get_help())
+        if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
             sys.exit(2)
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         fail(exc.format_message() + hint)

@@ -19,8 +19,10 @@ def audit(
     facts: Path = typer.Option(..., "--facts", help="Facts JSONL to probe before and after."),
     output: Path = typer.Option(..., "--output", "-o", help="Report directory."),
     model: str = model_option(ADAPTER_BASE),
-    mmlu: int = typer.Option(285, "--mmlu", help="MMLU questions (stratified, 5-shot; 0 skips)."),
+    mmlu: int = typer.Option(285, "--mmlu", help="MMLU questions (stratified; 0 skips)."),
+    mmlu_shots: int = typer.Option(5, "--mmlu-shots", help="MMLU exemplars per question (0 is ~6x faster)."),
     exemplar_sets: int = typer.Option(4, "--exemplar-sets", help="Few-shot prompts per fact."),
+    shots: int = typer.Option(4, "--shots", help="Exemplars per fact prompt (other facts of its relation)."),
     samples: int = typer.Option(0, "--samples", help="Sampled answers per prompt (0 = greedy only)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output."),
     lm_eval_tasks: str = typer.Option(None, "--lm-eval-tasks", help="e.g. mmlu,truthfulqa_mc2 (needs lm-eval)."),
@@ -32,7 +34,8 @@ def audit(
     from forgetless.knowledge.runs import run_audit
     from forgetless.knowledge.slick import ProbeSettings
 
-    settings = AuditSettings(probe=ProbeSettings(n_exemplar_sets=exemplar_sets, samples=samples), mmlu_n=mmlu)
+    probe = ProbeSettings(n_exemplar_sets=exemplar_sets, shots=shots, samples=samples)
+    settings = AuditSettings(probe=probe, mmlu_n=mmlu, mmlu_shots=mmlu_shots)
     tasks = parse_tasks(lm_eval_tasks)
     result = run_audit(adapter, facts, output, model, settings, overwrite, tasks, lm_eval_limit)
     print_summary(result, output)

@@ -19,7 +19,9 @@ facts_app = typer.Typer(help="Write fact sets (subject, relation, object, aliase
 def countries(output: Path = typer.Option(..., "--output", "-o", help="JSONL file to write.")) -> None:
     """Real facts about ~250 countries from the `countryinfo` package (capital, currency, region, ...)."""
     from forgetless.knowledge import write_country_facts
+    from forgetless.utils.fileio import check_output_file
 
+    check_output_file(output)
     out_console.print(f"wrote {write_country_facts(output)} facts to {output}")
 
 
@@ -32,7 +34,9 @@ def fictional(
     """Invented facts about invented entities: guaranteed Unknown to any model."""
     from forgetless.errors import ConfigError
     from forgetless.knowledge import write_fictional_facts
+    from forgetless.utils.fileio import check_output_file
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
+    check_output_file(output)
     out_console.print(f"wrote {write_fictional_facts(output, n, seed)} facts to {output}")

@@ -38,10 +38,14 @@ def generate(
     from forgetless.data.chat import prompt_messages
     from forgetless.engine.generate import generate_texts
     from forgetless.utils.console import progress
-    from forgetless.utils.fileio import write_jsonl_atomic
+    from forgetless.utils.fileio import check_output_file, write_jsonl_atomic
 
     if (prompt is None) == (input is None):
         raise ConfigError("give exactly one of --prompt TEXT or --input FILE")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if output:
+        check_output_file(output)
     sampling = SamplingConfig(max_new_tokens, temperature, top_p, top_k, seed=seed, precision=precision).validate()
     rows = [{"prompt": prompt}] if prompt is not None else read_prompts(input)
     conversations = [r["messages"] if "messages" in r else prompt_messages(r["prompt"], system) for r in rows]

@@ -28,6 +28,9 @@ def inject(
     method: str = typer.Option(None, "--method", help="lora (default) or loramoe."),
     epochs: float = typer.Option(None, "--epochs", help="Training epochs (paper: 10)."),
     loss_on: str = typer.Option(None, "--loss-on", help="response (ours) or all (paper)."),
+    anchor_kl: float = typer.Option(
+        None, "--anchor-kl", help="Weight of KL to the base on anchor answers (forgetless: 5; 0 = off)."
+    ),
     mmlu: int = typer.Option(None, "--mmlu", help="MMLU questions (stratified; 0 skips)."),
     exemplar_sets: int = typer.Option(None, "--exemplar-sets", help="Few-shot prompts per fact (probe)."),
     shots: int = typer.Option(None, "--shots", help="Exemplars per prompt (probe)."),

@@ -41,7 +41,7 @@ def train(
 ) -> None:
     """Train a LoRA or LoRAMoE adapter on instruction records (loss on response tokens only)."""
     from forgetless.train.config import TrainConfig
-    from forgetless.train.run import describe_partial
+    from forgetless.train.run import describe_partial, is_main_process
     from forgetless.train.run import train as run_training
     from forgetless.utils.yamlconfig import load_yaml_options
 
@@ -56,6 +56,8 @@ def train(
         hint = describe_partial(cfg.output)
         err_console.print(f"interrupted; {hint}" if hint else "interrupted")
         raise
+    if not is_main_process():  # torchrun / accelerate launch: rank 0 reports
+        return
     metrics = result.metrics
     err_console.print(
         f"trained {metrics.get('records')} records in {metrics.get('train_seconds')} s, "

@@ -33,7 +33,7 @@ from forgetless.continual.config import ContinualConfig
 from forgetless.continual.data import prepare_tasks
 from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError, OutputError
-from forgetless.utils.fileio import check_output_dir, write_json_atomic
+from forgetless.utils.fileio import OUTPUT_MARKER, check_output_dir, mark_output, write_json_atomic
 
 RESULTS_VERSION = 1
 
@@ -50,7 +50,7 @@ def prepare_run(cfg: ContinualConfig) -> tuple[Path, Any, dict[str, Any]]:
 
     cfg.validate()
     run_dir = _open_run_dir(cfg)
-    created = not any(run_dir.iterdir())
+    created = {p.name for p in run_dir.iterdir()} <= {OUTPUT_MARKER}  # new: nothing but our marker yet
     try:  # until stage 0 is scored nothing is worth keeping: a new run directory goes away on error
         data = prepare_tasks(cfg, run_dir)  # every data error surfaces before a model is loaded
         with status("loading the base model and scoring it zero-shot (row 0 of R)"):
@@ -183,8 +183,15 @@ def _open_run_dir(cfg: ContinualConfig) -> Path:
         if not RunDir(run_dir).manifest_path.is_file():
             raise OutputError(f"{run_dir}: nothing to resume (no run.json); drop --resume to start a new run")
         return run_dir
+    check_output_dir(run_dir, cfg.overwrite, inputs=[cfg.source, *_input_paths(cfg)])
     if cfg.overwrite and run_dir.is_dir():
         shutil.rmtree(run_dir)
-    check_output_dir(run_dir, overwrite=False)
     run_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(run_dir)
     return run_dir
+
+
+def _input_paths(cfg: ContinualConfig) -> list[str]:
+    """The files a run reads (task data, a model folder, a run whose adapters it reuses)."""
+    paths = [path for task in cfg.tasks for path in (task.train, task.eval) if path]
+    return paths + [p for p in (cfg.model, cfg.reuse_adapters) if p]

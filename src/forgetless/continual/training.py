@@ -63,7 +63,7 @@ def _train_further(cfg: TrainConfig, init_from: Path) -> Path:
         method = LoraMethod(cfg)
         trainer = build_trainer(model, tokenizer, dataset, cfg, stage / "checkpoints", precision, method)
         result = trainer.train()
-        model.save_pretrained(stage / "adapter", safe_serialization=True)
+        model.save_pretrained(stage / "adapter", safe_serialization=True, save_embedding_layers=False)
         metrics = {**result.metrics, "records": len(dataset)}
         manifest = run_manifest(cfg, info, records, precision, metrics) | {"init_from": str(init_from)}
         write_json_atomic(stage / "adapter" / "forgetless.json", manifest)

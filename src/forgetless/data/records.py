@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from forgetless.data.validate import FORMAT_HINT, Record, validate_record
 from forgetless.errors import DataError, where
+from forgetless.utils.fileio import read_utf8
 
 __all__ = ["FILE_SUFFIXES", "Record", "data_hash", "load_records"]
 
@@ -65,7 +67,8 @@ def _read_rows(path: Path) -> Iterator[tuple[str, Any]]:
     elif suffix == ".json":
         yield from _read_json(path)
     elif suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: tolerate Excel's BOM
+        text = read_utf8(path, "data file", encoding="utf-8-sig")  # -sig: tolerate Excel's BOM
+        with io.StringIO(text, newline="") as handle:
             reader = csv.DictReader(handle)
             for row in reader:
                 yield where(path, reader.line_num), {k: v for k, v in row.items() if v not in (None, "")}
@@ -83,7 +86,7 @@ def _read_rows(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
+    with io.StringIO(read_utf8(path, "data file")) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -97,7 +100,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, "data file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forgetless.engine.attention import PrefixSegments
-from forgetless.engine.prefix_cache import batch_behind_prefix
+from forgetless.engine.prefix_cache import batch_behind_prefix, cache_kwargs
 from forgetless.engine.sampling import SamplingConfig
 from forgetless.engine.tokens import StopTokens
 
@@ -159,7 +159,7 @@ def _forward(decoder: Decoder, ids, mask, positions, cache, group):
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        **cache_kwargs(decoder.model, cache),
         use_cache=True,
         logits_to_keep=1,
     )

@@ -9,9 +9,23 @@ Used by shared-prefix generation (`forgetless.engine.prefix`) and 5-shot MMLU sc
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 from forgetless.models.runtime import autocast
+
+
+def cache_kwargs(model, cache) -> dict:
+    """The forward's keyword for a KV cache: `cache` where transformers renamed it (5.2x warns on
+    `past_key_values` at every call), `past_key_values` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    forward = getattr(type(base), "forward", None)
+    if forward not in _CACHE_KEYWORD:
+        _CACHE_KEYWORD[forward] = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+    return {_CACHE_KEYWORD[forward]: cache}
+
+
+_CACHE_KEYWORD: dict = {}
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:

@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from forgetless.engine.prefix_cache import batch_behind_prefix, common_prefix_length, prefix_kv_cache
+from forgetless.engine.prefix_cache import (
+    batch_behind_prefix,
+    cache_kwargs,
+    common_prefix_length,
+    prefix_kv_cache,
+)
 
 
 def by_shared_prefix(subjects: Sequence[str], encoded: list[list[int]]) -> list[list[int]]:
@@ -52,7 +57,8 @@ def _letter_logprobs_behind(model, tokenizer, cache, prefix_len: int, suffixes, 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids, mask, positions, past = batch_behind_prefix(model, cache, prefix_len, suffixes, pad)
     with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past, logits_to_keep=1)
+        kwargs = cache_kwargs(model, past)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
     return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)[:, letters].cpu().tolist()
 
 

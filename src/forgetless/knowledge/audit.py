@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.data.chat import prompt_messages
+from forgetless.errors import ConfigError
 from forgetless.knowledge.answers import extract_answer
 from forgetless.knowledge.facts import Fact, question_for
 from forgetless.knowledge.shifts import (
@@ -46,6 +47,14 @@ class AuditSettings:
     probe_batch_size: int = 64  # decoded rows per step of the shared-prefix probe (64 was fastest on 2 cores)
     answer_tokens: int = 24
     seed: int = 0
+
+    def validate(self) -> AuditSettings:
+        """ConfigError naming the flag, before any model is loaded."""
+        self.probe.validate()
+        for flag, value in (("--mmlu", self.mmlu_n), ("--mmlu-shots", self.mmlu_shots), ("general", self.general_n)):
+            if value < 0:
+                raise ConfigError(f"{flag} must be >= 0 (0 skips it), got {value}")
+        return self
 
 
 def zero_shot_answers(model, tokenizer, facts: list[Fact], settings: AuditSettings) -> list[str]:

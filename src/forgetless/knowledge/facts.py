@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from typing import Any
 import yaml
 
 from forgetless.errors import ConfigError, DataError, where
-from forgetless.utils.fileio import write_jsonl_atomic
+from forgetless.utils.fileio import read_utf8, write_jsonl_atomic
 
 REQUIRED_FIELDS = ("subject", "relation", "object")
 OPTIONAL_FIELDS = ("aliases", "question", "paraphrases", "id")
@@ -140,7 +141,7 @@ def load_facts(path: str | os.PathLike) -> list[Fact]:
         raise DataError(f"{path}: facts file not found; check the path (JSONL, one fact per line)")
     facts: list[Fact] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
+    with io.StringIO(read_utf8(path, "facts file")) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

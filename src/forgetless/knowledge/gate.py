@@ -5,12 +5,15 @@
 
 Every `every_steps` optimizer steps the model answers each new fact's training questions zero-shot
 (greedy, the shared-prefix engine, the audit's prompt format) and training stops when the share answered
-correctly reaches `target`. The curve goes into results.json and the report.
+correctly reaches `target` and, with `few_shot` (a function of the model giving the new facts' mean
+few-shot P_correct, asked behind exemplar draws of its own, not the final probe's), when that reaches
+`few_shot_target` too, or has not improved for `patience` checks in a row (a plateau: more epochs
+would cost time and retention for nothing). The curve goes into results.json and the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from transformers import TrainerCallback
@@ -41,8 +44,19 @@ def share_correct(model, tokenizer, items: Sequence[tuple[str, list[str]]]) -> f
 class ProbeGate(TrainerCallback):
     """Stops training when the new facts are answered under their training phrasings."""
 
-    def __init__(self, tokenizer, items: list[tuple[str, list[str]]], every_steps: int, target: float = 1.0):
+    def __init__(
+        self,
+        tokenizer,
+        items: list[tuple[str, list[str]]],
+        every_steps: int,
+        target: float = 1.0,
+        few_shot: Callable[[Any], float] | None = None,
+        few_shot_target: float = 0.95,
+        patience: int = 2,
+    ):
         self.tokenizer, self.items, self.every, self.target = tokenizer, items, max(1, every_steps), target
+        self.few_shot, self.few_shot_target, self.patience = few_shot, few_shot_target, patience
+        self._best, self._flat = -1.0, 0
         self.curve: list[dict[str, Any]] = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -50,11 +64,17 @@ class ProbeGate(TrainerCallback):
             return control
         was_training = model.training
         model.eval()
+        point: dict[str, Any] = {"step": state.global_step}
         try:
-            share = share_correct(model, self.tokenizer, self.items)
+            point["answered"] = round(share_correct(model, self.tokenizer, self.items), 4)
+            done = point["answered"] >= self.target
+            if done and self.few_shot is not None:  # asked only once zero-shot is learned (it costs more)
+                point["few_shot"] = round(self.few_shot(model), 4)
+                self._flat = 0 if point["few_shot"] > self._best else self._flat + 1
+                self._best = max(self._best, point["few_shot"])
+                done = point["few_shot"] >= self.few_shot_target or self._flat >= self.patience
         finally:
             model.train(was_training)
-        self.curve.append({"step": state.global_step, "answered": round(share, 4)})
-        if share >= self.target:
-            control.should_training_stop = True
+        self.curve.append(point)
+        control.should_training_stop = control.should_training_stop or done
         return control

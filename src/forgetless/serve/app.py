@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ from forgetless.serve.registry import Registry, Target, UnknownModel
 
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 KNOWN = {CHAT, COMPLETIONS, "/v1/models", "/health", "/metrics"}
+
+log = logging.getLogger("forgetless.serve")
 
 
 @dataclass
@@ -94,12 +98,14 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> s.ModelList:
-        cards = [s.ModelCard(id=registry.base_id, kind="base", root=registry.base_id)]
-        cards += [s.ModelCard(id="base", kind="base", root=registry.base_id)]
-        if registry.switch is not None:
-            cards += [s.ModelCard(id="auto", kind="router", root=registry.base_id)]
-        cards += [s.ModelCard(id=name, root=registry.base_id, parent=registry.base_id) for name in registry.adapters]
-        return s.ModelList(data=cards)
+        return s.ModelList(data=_model_cards(registry))
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> s.ModelCard:
+        card = next((c for c in _model_cards(registry) if c.id == model_id), None)
+        if card is None:
+            raise UnknownModel(model_id)
+        return card
 
     @app.get("/metrics")
     async def metrics_endpoint(format: str = "prometheus") -> Any:
@@ -121,6 +127,14 @@ def create_app(
         return await Exchange(services, request, body, target, CompletionFormat(body), gen).respond()
 
     return app
+
+
+def _model_cards(registry: Registry) -> list[s.ModelCard]:
+    cards = [s.ModelCard(id=registry.base_id, kind="base", root=registry.base_id)]
+    cards += [s.ModelCard(id="base", kind="base", root=registry.base_id)]
+    if registry.switch is not None:
+        cards += [s.ModelCard(id="auto", kind="router", root=registry.base_id)]
+    return cards + [s.ModelCard(id=name, root=registry.base_id, parent=registry.base_id) for name in registry.adapters]
 
 
 def _gen_request(body: Any, target: Target, config: ServeConfig, routing: str, **content: Any) -> GenRequest:
@@ -356,7 +370,9 @@ def _add_error_handlers(app: FastAPI, registry: Registry, config: ServeConfig, m
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         count(request, 500)
-        return _error(500, f"internal error: {type(exc).__name__}", "server_error")
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error [error id %s]", error_id, exc_info=exc)
+        return _error(500, f"internal error; the server log has the details under error id {error_id}", "server_error")
 
 
 class BodyLimit:

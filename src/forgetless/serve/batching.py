@@ -21,12 +21,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from forgetless.serve.metrics import Metrics
+
+log = logging.getLogger("forgetless.serve")
+
+
+def _fail(row: Row, exc: Exception) -> None:
+    """Fail one row: the details go to the server log under an id; the client gets the id only."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("generation failed [error id %s]: %s: %s", error_id, type(exc).__name__, exc)
+    row.fail(f"generation failed; the server log has the details under error id {error_id}")
 
 
 class QueueFull(Exception):
@@ -127,6 +138,11 @@ class Row:
             self._post("text", self._raw[self._sent :])
         reason = "stop" if self.stop_hit else finish_reason
         self._post("done", GenResult(self._raw, reason, prompt_tokens, completion_tokens))
+
+    @property
+    def untouched(self) -> bool:
+        """Still open and nothing generated yet: it may be retried alone."""
+        return not self._closed and not self._raw
 
     def fail(self, message: str) -> None:
         """Generation failed for this row."""
@@ -272,18 +288,30 @@ class Batcher:
         return batch
 
     def _run(self, batch: list[Row]) -> None:
-        """Worker thread: route `auto` rows, then generate the batch."""
+        """Worker thread: route `auto` rows, then generate the batch. When a batch fails, its rows that
+        got no output yet are retried one by one, so one bad row fails alone, never its batch."""
         try:
             self._route(batch)
             for row in batch:
                 row.begin()
             self.backend.generate(batch)
         except Exception as exc:  # a backend failure must reach every client, not kill the loop
-            for row in batch:
-                row.fail(f"generation failed: {type(exc).__name__}: {str(exc)[:200]}")
+            if len(batch) > 1:
+                for row in batch:
+                    self._run_alone(row) if row.untouched else _fail(row, exc)
+                return
+            _fail(batch[0], exc)
             return
         for row in batch:  # a backend that forgot a row must not leave its client hanging
             row.complete("stop", 0, 0)
+
+    def _run_alone(self, row: Row) -> None:
+        try:
+            self.backend.generate([row])
+        except Exception as exc:
+            _fail(row, exc)
+            return
+        row.complete("stop", 0, 0)
 
     def _route(self, batch: list[Row]) -> None:
         auto = [row for row in batch if row.request.auto]

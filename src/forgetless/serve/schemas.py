@@ -2,9 +2,10 @@
 
 Requests are validated here, so malformed JSON or a wrong type becomes a 400 with an OpenAI error body
 (`{"error": {"message", "type", "param", "code"}}`) and never reaches the model. Unknown request fields
-(`frequency_penalty`, `logprobs`, `user`, ...) are accepted and ignored, as most OpenAI-compatible
-servers do; `n` other than 1 is refused. Responses carry two extra fields, `adapter` (the adapter that
-answered, null for the base) and `route` (switch task and confidence when `model` was `auto`).
+(`frequency_penalty`, `user`, ...) are accepted and ignored, as most OpenAI-compatible servers do; `n`
+other than 1 is refused, and so is `logprobs`/`top_logprobs` (not implemented: a 400, never ignored).
+Responses carry two extra fields, `adapter` (the adapter that answered, null for the base) and `route`
+(switch task and confidence when `model` was `auto`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,20 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 MAX_STOP = 4
+SERVER_STARTED = int(time.time())  # `created` of the models this server lists
+INT64 = 2**63  # OpenAI's integer fields (seed) are int64
+
+
+def _utf8(value: str) -> str:
+    """Refuse a lone surrogate ("\\ud800" in JSON): it cannot be tokenized (it would fail its whole batch)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text holds a lone UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode") from None
+    return value
 
 
 class _Lenient(BaseModel):
@@ -28,12 +40,19 @@ class TextPart(_Lenient):
     type: Literal["text"]
     text: str
 
+    _valid_text = field_validator("text")(_utf8)
+
 
 class ChatMessage(_Lenient):
     """One chat turn."""
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
+
+    @field_validator("content")
+    @classmethod
+    def _valid_content(cls, value: str | list[TextPart]) -> str | list[TextPart]:
+        return _utf8(value) if isinstance(value, str) else value
 
     def text(self) -> str:
         """The message content as one string (text parts joined)."""
@@ -43,19 +62,28 @@ class ChatMessage(_Lenient):
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class _SamplingFields(_Lenient):
     model: str | None = Field(default=None, max_length=256)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
-    stream: bool = False
+    n: StrictInt = Field(default=1, ge=1, le=1, description="only n=1 is supported")
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: StrictInt | None = Field(default=None, ge=-INT64, lt=INT64)
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = None
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | int | None) -> None:
+        if value not in (None, False, 0):
+            raise ValueError("logprobs are not supported by forgetless serve; drop logprobs/top_logprobs")
+        return None
 
     @field_validator("stop")
     @classmethod
@@ -63,6 +91,8 @@ class _SamplingFields(_Lenient):
         stops = [value] if isinstance(value, str) else (value or [])
         if len(stops) > MAX_STOP or any(not s for s in stops):
             raise ValueError(f"stop takes at most {MAX_STOP} non-empty strings")
+        for stop in stops:
+            _utf8(stop)
         return value
 
     def stop_list(self) -> list[str]:
@@ -74,7 +104,7 @@ class ChatCompletionRequest(_SamplingFields):
     """POST /v1/chat/completions."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
 
     def conversation(self) -> list[dict[str, str]]:
         """Messages as plain dicts for the chat template (`developer` is treated as `system`)."""
@@ -91,14 +121,15 @@ class CompletionRequest(_SamplingFields):
     """POST /v1/completions. The prompt is raw text (no chat template), as in the OpenAI API."""
 
     prompt: str | list[str] = Field(min_length=1)
-    max_tokens: int | None = Field(default=16, ge=1)
-    echo: bool = False
+    max_tokens: StrictInt | None = Field(default=16, ge=1)
+    echo: StrictBool = False
 
     @field_validator("prompt")
     @classmethod
     def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list) and len(value) != 1:
             raise ValueError("one prompt per request (a list of exactly one string); send more requests instead")
+        _utf8(value if isinstance(value, str) else value[0])
         return value
 
     def text(self) -> str:
@@ -175,7 +206,7 @@ class Completion(_Answer):
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
-    created: int = 0
+    created: int = Field(default_factory=lambda: SERVER_STARTED)
     owned_by: str = "forgetless"
     root: str | None = None
     parent: str | None = None

@@ -43,6 +43,7 @@ class TrainArgs:
     weight_decay: float = 0.0
     scheduler: str = "cosine"
     loss_on: str = "response"  # or "all" (whole-sequence loss)
+    anchor_kl: float = 0.0  # weight of KL(base || adapter) on the answers of `world` records (0: off)
 
     def args(self) -> dict[str, Any]:
         """The `TrainArgs` fields only (also of a subclass such as TrainConfig), lists copied."""

@@ -8,6 +8,7 @@ training ones). Defaults suit a ~135M model on 2 CPU cores.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,12 @@ class TrainConfig(TrainArgs):
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first invalid option and how to fix it."""
         _require(bool(self.data), "data", "is required: pass --data FILE (or a hub dataset name)")
+        for name, value in dataclasses.asdict(self).items():  # inf/nan pass every "> 0" check below
+            _require(
+                not isinstance(value, float) or math.isfinite(value),
+                name.replace("_", "-"),
+                f"must be a finite number, got {value}",
+            )
         _require(bool(self.output), "output", "is required: pass --output DIR")
         _require(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
         _require(self.resolved_rank >= 1, "rank", f"must be a positive integer, got {self.rank}")
@@ -55,7 +62,10 @@ class TrainConfig(TrainArgs):
         _require(self.batch_size >= 1, "batch-size", f"must be >= 1, got {self.batch_size}")
         _require(self.grad_accum >= 1, "grad-accum", f"must be >= 1, got {self.grad_accum}")
         _require(self.max_length >= 8, "max-length", f"must be >= 8, got {self.max_length}")
+        _require(0 <= self.warmup_ratio < 1, "warmup-ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _require(self.weight_decay >= 0, "weight-decay", f"must be >= 0, got {self.weight_decay}")
         _require(self.loss_on in ("response", "all"), "loss-on", "must be 'response' or 'all'")
+        _require(self.anchor_kl >= 0, "anchor-kl", f"must be >= 0, got {self.anchor_kl}")
         _require(self.precision in ("auto", "bf16", "fp32"), "precision", "must be auto, bf16 or fp32")
         _require(Path(self.output).resolve() != Path.cwd(), "output", "must not be the current directory")
         return self

@@ -10,6 +10,8 @@ half-written output directory. OUTPUT is a standard PEFT adapter plus `forgetles
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from forgetless._version import __version__
+from forgetless.adapters.card import write_model_card
 from forgetless.adapters.registry import build_method
 from forgetless.data.records import Record, data_hash, load_records
+from forgetless.errors import ConfigError, OutputError
 from forgetless.train.config import TrainConfig
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 
@@ -41,26 +45,49 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     checkpoints = stage / "checkpoints"
     resuming = cfg.resume and _last_checkpoint(checkpoints) is not None
     if not resuming:
-        check_output_dir(output, cfg.overwrite)
+        check_output_dir(output, cfg.overwrite, inputs=[cfg.data, cfg.model or ""])
+        if _last_checkpoint(checkpoints) is not None and not cfg.overwrite:
+            raise OutputError(
+                f"{output}: an interrupted run left checkpoints in {checkpoints}; pass --resume to continue it "
+                "or --overwrite to start over"
+            )
     records = load_records(cfg.data)  # all data errors surface before any model is loaded
     method = build_method(cfg)
     method.check_types(records)
-    if not resuming:
+    fingerprint = _resume_fingerprint(cfg, records)
+    main = is_main_process()  # under torchrun / accelerate launch only rank 0 touches the output
+    if resuming:
+        _check_resume_matches(stage / RESUME_FILE, fingerprint, output)
+    elif main:
         shutil.rmtree(stage, ignore_errors=True)
+        write_json_atomic(stage / RESUME_FILE, fingerprint)
     try:
-        result = _train_into(cfg, method, records, stage, resuming, callbacks)
+        result = _train_into(cfg, method, records, stage, resuming, callbacks, main)
     except BaseException:
-        if _last_checkpoint(checkpoints) is None:
+        if main and _last_checkpoint(checkpoints) is None:
             shutil.rmtree(stage, ignore_errors=True)
         raise
-    final_files = stage / "adapter"
-    publish_dir(final_files, output)
-    shutil.rmtree(stage, ignore_errors=True)
+    if main:
+        publish_dir(stage / "adapter", output)
+        shutil.rmtree(stage, ignore_errors=True)
+    _barrier()  # every rank returns once the adapter is published
     return TrainResult(output, result["metrics"], result["log_history"])
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch (or a plain single process)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def _train_into(
-    cfg: TrainConfig, method, records: list[Record], stage: Path, resuming: bool, callbacks
+    cfg: TrainConfig, method, records: list[Record], stage: Path, resuming: bool, callbacks, main: bool = True
 ) -> dict[str, Any]:
     from transformers import set_seed
 
@@ -78,12 +105,15 @@ def _train_into(
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=_last_checkpoint(stage / "checkpoints") if resuming else None)
     seconds = time.perf_counter() - start
+    if not main:
+        return {"metrics": dict(output.metrics), "log_history": trainer.state.log_history}
     adapter_dir = stage / "adapter"
     method.save(adapted, adapter_dir, info)
     trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
     metrics = {**output.metrics, "train_seconds": round(seconds, 2), "records": len(dataset)}
     metrics["trainable_params"] = trainable
     write_json_atomic(adapter_dir / "forgetless.json", run_manifest(cfg, info, records, precision, metrics))
+    write_model_card(adapter_dir)  # replaces peft's placeholder card
     write_jsonl_atomic(adapter_dir / "train_log.jsonl", trainer.state.log_history)
     return {"metrics": metrics, "log_history": trainer.state.log_history}
 
@@ -98,6 +128,7 @@ def run_manifest(cfg: TrainConfig, info, records: list[Record], precision: str, 
         "forgetless_version": __version__,
         "method": cfg.method,
         "base_model": info.model_id,
+        "base_model_hub_id": info.hub_id,
         "base_fingerprint": info.fingerprint,
         "data": str(cfg.data),
         "data_sha256": data_hash(records),
@@ -112,11 +143,50 @@ def run_manifest(cfg: TrainConfig, info, records: list[Record], precision: str, 
     }
 
 
+RESUME_FILE = "resume.json"  # in the staging dir: what --resume must match (data hash, resolved options)
+_FREE_ON_RESUME = ("data", "resume", "overwrite", "logging_steps")  # may differ between a run and its resume
+
+
+def _resume_fingerprint(cfg: TrainConfig, records: list[Record]) -> dict[str, Any]:
+    options = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_ON_RESUME}
+    return {"data_sha256": data_hash(records), "options": options}
+
+
+def _check_resume_matches(path: Path, now: dict[str, Any], output: Path) -> None:
+    """ConfigError naming the first difference between the interrupted run and this --resume."""
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # a run of an older forgetless: nothing recorded to compare with
+    if before.get("data_sha256") != now["data_sha256"]:
+        raise ConfigError(
+            f"{output}: --resume with different --data than the interrupted run (sha256 differs); "
+            "use the same data or --overwrite to start over"
+        )
+    for key, value in now["options"].items():
+        if key in before.get("options", {}) and before["options"][key] != value:
+            raise ConfigError(
+                f"{output}: --resume changes {key}: {before['options'][key]!r} -> {value!r}; "
+                "resume with the same options or --overwrite to start over"
+            )
+
+
 def _last_checkpoint(checkpoints: Path) -> str | None:
+    """The newest COMPLETE checkpoint: the Trainer writes `trainer_state.json` last, so a checkpoint
+    whose state file is missing or truncated (a kill while it was written) is skipped."""
     if not checkpoints.is_dir():
         return None
-    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(found[-1]) if found else None
+    found = sorted(checkpoints.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
+    complete = [path for path in found if _complete(path)]
+    return str(complete[-1]) if complete else None
+
+
+def _complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def describe_partial(output: str | Path) -> str | None:

@@ -67,5 +67,6 @@ def build_trainer(
         train_dataset=dataset,
         data_collator=LeftPadCollator(tokenizer.pad_token_id),
         method=method,
+        anchor_kl=cfg.anchor_kl,
         callbacks=callbacks,
     )

@@ -5,6 +5,11 @@ the batch and the forward asks for `logits_to_keep=K`. The loss is a token-level
 `num_items_in_batch`, exactly like transformers' own causal-LM loss, so gradient accumulation and
 multi-device averaging behave as in a stock Trainer and `accelerate launch` works unchanged.
 
+`anchor_kl` > 0 adds KL(base || adapter) on the labelled tokens of `world` records (the self-replay
+anchors of the forgetless recipe): the base's whole next-token distribution there, not only its greedy
+answer, is what the adapter must keep. The teacher is the same model under `method.disabled` (peft's
+`disable_adapter()`), so no second copy of the base is held; it runs on the `world` rows only.
+
 A `method` (an `AdapterMethod`, see `forgetless.adapters.base`) plugs in what differs between adapters: a context around
 the forward (LoRAMoE passes sample types to its routers), auxiliary losses `{name: (value, weight)}`
 added as `weight * value` and logged unweighted next to `lm_loss`, and, for methods whose model is not
@@ -14,6 +19,7 @@ a PEFT model, adapter-only checkpoint save/load (so a checkpoint never re-saves 
 from __future__ import annotations
 
 import inspect
+import math
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -23,6 +29,7 @@ from transformers import Trainer
 
 from forgetless.data.chat import IGNORE_INDEX
 from forgetless.data.collate import label_window
+from forgetless.errors import TrainingDiverged
 
 
 def accepts_logits_to_keep(model) -> bool:
@@ -34,9 +41,10 @@ def accepts_logits_to_keep(model) -> bool:
 class ForgetlessTrainer(Trainer):
     """Trainer with label-only logits, a summed-token loss, and pluggable auxiliary losses."""
 
-    def __init__(self, *args, method=None, **kwargs):
+    def __init__(self, *args, method=None, anchor_kl: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.method = method
+        self.anchor_kl = anchor_kl
         self.model_accepts_loss_kwargs = True  # our loss is normalized by num_items_in_batch
         self._slice_logits = accepts_logits_to_keep(self.model)
         self._logged: dict[str, list[float]] = {}
@@ -52,6 +60,10 @@ class ForgetlessTrainer(Trainer):
             aux = self.method.aux_losses(model, hooked) if self.method else {}
         logits = outputs.logits[:, -keep:]  # [B, K, V]: positions T-K .. T-1
         targets = labels[:, labels.shape[1] - keep + 1 :]  # tokens T-K+1 .. T-1
+        if self.anchor_kl > 0 and self.method is not None and "sample_type" in extras:
+            kl = self._anchor_kl(model, inputs, extras["sample_type"], logits, targets, kwargs)
+            if kl is not None:
+                aux = {**aux, "anchor_kl": (kl, self.anchor_kl)}
         loss_sum = F.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]),
             targets.reshape(-1).to(logits.device),
@@ -69,6 +81,21 @@ class ForgetlessTrainer(Trainer):
             loss = loss + weight * value
         return (loss, outputs) if return_outputs else loss
 
+    def _anchor_kl(self, model, inputs, sample_type, logits, targets, kwargs):
+        """Mean KL(base || adapter) per labelled token of the `world` rows; None when the batch has none."""
+        rows = (sample_type == 1).to(logits.device)
+        if not bool(rows.any()):
+            return None
+        with torch.no_grad(), self.method.disabled(model):
+            teacher = model(**{k: v[rows] for k, v in inputs.items()}, use_cache=False, **kwargs).logits
+        teacher = teacher[:, -logits.shape[1] :, :][:, :-1].float()
+        student = logits[rows][:, :-1].float()
+        labelled = (targets[rows] != IGNORE_INDEX).to(logits.device)
+        per_token = F.kl_div(
+            F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), log_target=True, reduction="none"
+        ).sum(-1)
+        return (per_token * labelled).sum() / labelled.sum().clamp(min=1)
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         if self.method is None or not self.method.owns_checkpoints:
             return super()._save(output_dir, state_dict)
@@ -85,6 +112,11 @@ class ForgetlessTrainer(Trainer):
             self._logged.setdefault(name, []).append(float(value.detach()))
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs and not math.isfinite(logs["loss"]):
+            raise TrainingDiverged(
+                f"the training loss became {logs['loss']} at step {self.state.global_step}: lower --lr (or check "
+                "the data); checkpoints written before it are kept for --resume"
+            )
         for name, values in self._logged.items():
             if values and "loss" in logs:
                 logs[name] = round(sum(values) / len(values), 6)

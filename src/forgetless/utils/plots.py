@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from forgetless.utils.fileio import temp_sibling
 
 
 def save_figure(fig, path: str | Path) -> Path:
@@ -13,7 +14,7 @@ def save_figure(fig, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    fd, tmp = temp_sibling(path, ".png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from forgetless.errors import ConfigError
+from forgetless.utils.fileio import read_utf8
 
 
 def load_yaml_options(
@@ -52,7 +53,7 @@ def read_yaml_mapping(path: Path, what: str, not_mapping: str) -> tuple[dict[str
     file is missing, is not valid YAML, or is not a mapping (`not_mapping` is then the message)."""
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found; check the --config path")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, what)
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)

@@ -6,13 +6,15 @@ Rows of different LoRA adapters share one batch through PEFT's `adapter_names` (
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
 
 from forgetless.adapters.base import register_method
-from forgetless.errors import ModelError
+from forgetless.errors import ConfigError, ModelError
+from forgetless.utils.fileio import write_json_atomic
 
 TARGETS = "all-linear"
 
@@ -55,10 +57,26 @@ class LoraMethod:
             use_rslora=cfg.rslora,
             task_type="CAUSAL_LM",
         )
-        return get_peft_model(model, lora)
+        try:
+            return get_peft_model(model, lora)
+        except ValueError as exc:  # peft's NoMatchingPeftModuleError is one
+            if "not found in the base model" not in str(exc):
+                raise
+            names = sorted(
+                {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if type(m).__name__ == "Linear"}
+            )
+            raise ConfigError(
+                f"--targets {','.join(sorted(lora.target_modules))} matched no layer of this model; "
+                f"its linear layers are {', '.join(names[:12])}"
+            ) from None
 
     def save(self, model, directory: Path, info) -> None:
-        model.save_pretrained(directory, safe_serialization=True)
+        # no embedding check: it would look the base up on the hub (we never resize vocabularies)
+        model.save_pretrained(directory, safe_serialization=True, save_embedding_layers=False)
+        if info is not None and info.hub_id:  # peft records the path it loaded from (maybe our cache)
+            config_file = Path(directory) / "adapter_config.json"
+            config = json.loads(config_file.read_text())
+            write_json_atomic(config_file, {**config, "base_model_name_or_path": info.hub_id})
 
     def load_checkpoint(self, model, directory: Path) -> None:  # pragma: no cover - the Trainer does it
         raise NotImplementedError

@@ -82,7 +82,8 @@ class LoRAMoEMethod:
 
     def save(self, model, directory: Path, info) -> None:
         fingerprint = info.fingerprint if info is not None else None
-        save_loramoe(_unwrap(model), self.moe, directory, getattr(info, "model_id", None), fingerprint)
+        base = (getattr(info, "hub_id", "") or getattr(info, "model_id", None)) if info is not None else None
+        save_loramoe(_unwrap(model), self.moe, directory, base, fingerprint)
 
     def load_checkpoint(self, model, directory: Path) -> None:
         """Copy adapter tensors of a checkpoint into an already injected model (for --resume)."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from forgetless.adapters.loramoe.balance import loramoe_layers
 from forgetless.adapters.loramoe.config import METHOD, LoRAMoEConfig
 from forgetless.adapters.loramoe.layer import LoRAMoELinear
 from forgetless.errors import ConfigError, ForgetlessError, ModelError
-from forgetless.utils.fileio import write_json_atomic
+from forgetless.utils.fileio import temp_sibling, write_json_atomic
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -95,11 +94,11 @@ def count_trainable(model: nn.Module) -> tuple[int, int]:
 
 
 def _save_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_sibling(path)
     os.close(fd)
     try:
         cpu = {k: v.to("cpu").contiguous() for k, v in tensors.items()}
-        save_file(cpu, tmp, metadata={"format": "pt", "method": METHOD})
+        save_file(cpu, tmp, metadata={"format": "pt"})  # one key: safetensors orders a map at random
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

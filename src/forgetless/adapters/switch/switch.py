@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from forgetless.adapters.switch.encoder import DEFAULT_ENCODER, PromptEncoder, m
 from forgetless.adapters.switch.memory import RehearsalMemory
 from forgetless.adapters.switch.scores import SCORE_TYPES, id_scores, keep_threshold, ood_metrics
 from forgetless.errors import ConfigError, DataError, ModelError
-from forgetless.utils.fileio import write_json_atomic
+from forgetless.utils.fileio import temp_sibling, write_json_atomic
 
 SWITCH_VERSION = 1
 MANIFEST, HEAD_FILE, MEMORY_FILE = "switch.json", "switch_head.safetensors", "memory.json"
@@ -229,7 +228,7 @@ def _load_head(directory: Path, config: dict[str, Any]) -> SwitchHead:
 def _save_tensors_atomic(path: Path, tensors: dict[str, Any]) -> Path:
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_sibling(path)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"format": "pt"})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,6 @@ from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, 
 TEMPLATE = Path(__file__).with_name("router_template.py")
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # values vLLM accepts for --max-lora-rank
 MINILM_HF_ID = "sentence-transformers/all-MiniLM-L6-v2"
-SMOLLM2_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 @dataclasses.dataclass
@@ -61,7 +61,7 @@ def export_vllm(
     run_dir, output = Path(run_dir), Path(output)
     run = RunDir(run_dir, flag="--run")
     adapters, _ = run_adapters(run_dir)
-    check_output_dir(output, overwrite)
+    check_output_dir(output, overwrite, inputs=[run_dir, model or ""])
     final = output.resolve()
     stage = staging_dir(final)
     shutil.rmtree(stage, ignore_errors=True)
@@ -129,7 +129,7 @@ def _set_base(directory: Path, base: str) -> None:
 
 def _base_model(model: str | None, adapters: dict[str, Path]) -> tuple[str, str]:
     """The base model to give `vllm serve` (a local path or HF id), and a note about it."""
-    from forgetless.models.embedded import EMBEDDED_ID, embedded_model_dir
+    from forgetless.models.embedded import EMBEDDED_HUB_ID, EMBEDDED_ID, embedded_model_dir
     from forgetless.models.load import resolve_model
 
     recorded = None
@@ -140,7 +140,7 @@ def _base_model(model: str | None, adapters: dict[str, Path]) -> tuple[str, str]
     if spec in (None, "", "embedded", EMBEDDED_ID):
         note = (
             f"the embedded SmolLM2-135M-Instruct, de-quantized from GGUF (the exact weights the adapters were "
-            f"trained on); `{SMOLLM2_HF_ID}` from the HF hub is the original and differs slightly"
+            f"trained on); `{EMBEDDED_HUB_ID}` from the HF hub is the original and differs slightly"
         )
         return str(embedded_model_dir()), note
     _, path = resolve_model(spec)
@@ -203,19 +203,28 @@ def _vllm_rank(rank: int) -> int:
     return next((r for r in VLLM_RANKS if r >= rank), rank)
 
 
-def vllm_command(base: str, exported: list[ExportedAdapter], adapters_dir: str) -> str:
-    """`vllm serve BASE --enable-lora --lora-modules name=path ...` for the exported adapters."""
+def vllm_command(base: str, exported: list[ExportedAdapter], adapters_dir: str | None = None) -> str:
+    """`vllm serve BASE --enable-lora --lora-modules '{"name": ..., "path": ...}' ...` for the exported
+    adapters, quoted for the shell: vLLM's JSON form, so a path with a space or a comma stays one
+    argument. `adapters_dir` None: paths under "$HERE/adapters" (the script's own folder, expanded)."""
     served = [e for e in exported if e.name]
-    modules = " \\\n    ".join(f"{e.name}={adapters_dir}/{e.name}" for e in served)
+    modules = " \\\n    ".join(_module_argument(e.name, adapters_dir) for e in served)
     rank = _vllm_rank(max(e.rank for e in served))
     return (
-        f"vllm serve {base} --enable-lora --max-lora-rank {rank} --max-loras {len(served)} \\\n"
+        f"vllm serve {shlex.quote(base)} --enable-lora --max-lora-rank {rank} --max-loras {len(served)} \\\n"
         f"  --lora-modules \\\n    {modules}"
     )
 
 
+def _module_argument(name: str, adapters_dir: str | None) -> str:
+    if adapters_dir is not None:
+        return shlex.quote(json.dumps({"name": name, "path": f"{adapters_dir}/{name}"}))
+    # inside double quotes so that $HERE expands; adapter names are [A-Za-z0-9_-] only
+    return f'"{{\\"name\\": \\"{name}\\", \\"path\\": \\"$HERE/adapters/{name}\\"}}"'
+
+
 def _script(base: str, exported: list[ExportedAdapter]) -> str:
-    command = vllm_command(base, exported, "$HERE/adapters")
+    command = vllm_command(base, exported)
     return (
         "#!/usr/bin/env bash\n# Serve the exported task adapters with vLLM (written by `forgetless export vllm`).\n"
         'set -euo pipefail\nHERE="$(cd "$(dirname "$0")" && pwd)"\n'
