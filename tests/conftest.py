@@ -59,6 +59,22 @@ def other_tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return path
 
 
+def interrupt_training_at(monkeypatch, step: int = 4):
+    """Make every training run raise KeyboardInterrupt on reaching `step` (as a kill after the checkpoint
+    before it would); returns a function that lets training run normally again."""
+    from forgetless.train.trainer import ForgetlessTrainer
+
+    original = ForgetlessTrainer.training_step
+
+    def crash(self, *args, **kwargs):
+        if self.state.global_step == step:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ForgetlessTrainer, "training_step", crash)
+    return lambda: monkeypatch.setattr(ForgetlessTrainer, "training_step", original)
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -23,7 +23,7 @@ from forgetless.adapters.registry import method_class, method_names
 from forgetless.errors import ModelError
 from forgetless.train.config import TrainConfig
 from forgetless.train.run import train
-from tests.conftest import write_jsonl
+from tests.conftest import interrupt_training_at, write_jsonl
 
 
 class FrozenALora(LoraMethod):
@@ -104,21 +104,12 @@ def test_train_reload_resave_and_disable(method, tiny_model_dir, data, tmp_path,
 def test_resume_after_interruption_is_exact(method, tiny_model_dir, data, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from forgetless.train.trainer import ForgetlessTrainer
-
     reference, out = tmp_path / "reference", tmp_path / "adapter"
     train(_cfg(tiny_model_dir, data, reference, method, max_steps=6, save_steps=3))
-    original = ForgetlessTrainer.training_step
-
-    def crash_after_checkpoint(self, *args, **kwargs):
-        if self.state.global_step == 4:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ForgetlessTrainer, "training_step", crash_after_checkpoint)
+    resume_normally = interrupt_training_at(monkeypatch, step=4)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_model_dir, data, out, method, max_steps=6, save_steps=3))
-    monkeypatch.setattr(ForgetlessTrainer, "training_step", original)
+    resume_normally()
     train(_cfg(tiny_model_dir, data, out, method, max_steps=6, save_steps=3, resume=True))
     resumed, expected = load_file(out / "adapter_model.safetensors"), load_file(reference / "adapter_model.safetensors")
     assert resumed.keys() == expected.keys()

@@ -12,7 +12,7 @@ from forgetless.data.chat import IGNORE_INDEX, encode_messages
 from forgetless.data.collate import LeftPadCollator
 from forgetless.train.config import TrainConfig
 from forgetless.train.run import train
-from tests.conftest import QA_ROWS, build_tiny_llama
+from tests.conftest import QA_ROWS, build_tiny_llama, interrupt_training_at
 
 
 def _features(tokenizer, rows):
@@ -97,24 +97,15 @@ def test_reload_gives_identical_logits(tiny_model_dir, qa_file, tmp_path, tokeni
 
 
 def test_resume_continues_from_last_checkpoint(tiny_model_dir, qa_file, tmp_path, monkeypatch):
-    from forgetless.train.trainer import ForgetlessTrainer
-
     out = tmp_path / "adapter"
     uninterrupted = tmp_path / "reference"
     train(_cfg(tiny_model_dir, qa_file, uninterrupted, max_steps=6, save_steps=3))
-    original = ForgetlessTrainer.training_step
-
-    def crash_after_checkpoint(self, *args, **kwargs):
-        if self.state.global_step == 4:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ForgetlessTrainer, "training_step", crash_after_checkpoint)
+    resume_normally = interrupt_training_at(monkeypatch, step=4)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_model_dir, qa_file, out, max_steps=6, save_steps=3))
     assert not out.exists()
     assert (tmp_path / ".adapter.partial" / "checkpoints" / "checkpoint-3").is_dir()
-    monkeypatch.setattr(ForgetlessTrainer, "training_step", original)
+    resume_normally()
     result = train(_cfg(tiny_model_dir, qa_file, out, max_steps=6, save_steps=3, resume=True))
     steps = [e["step"] for e in result.log_history if "loss" in e]
     assert steps[-1] == 6 and 4 in steps

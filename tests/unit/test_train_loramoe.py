@@ -11,7 +11,7 @@ import torch
 
 from forgetless.train.config import TrainConfig
 from forgetless.train.run import train
-from tests.conftest import write_jsonl
+from tests.conftest import interrupt_training_at, write_jsonl
 
 MIXED = [{"prompt": f"What is the capital of land {i}?", "response": f"City {i}.", "type": "world"} for i in range(8)]
 MIXED += [{"prompt": f"Write {i} in words.", "response": f"number {i} spelled out", "type": "task"} for i in range(8)]
@@ -76,25 +76,16 @@ def test_beta_zero_skips_the_constraint(tiny_model_dir, mixed_file, tmp_path):
 def test_checkpoints_hold_only_the_adapter_and_resume_is_exact(tiny_model_dir, mixed_file, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from forgetless.train.trainer import ForgetlessTrainer
-
     reference = tmp_path / "reference"
     train(_cfg(tiny_model_dir, mixed_file, reference, max_steps=6, save_steps=3, dropout=0.0))
-    original = ForgetlessTrainer.training_step
-
-    def crash(self, *args, **kwargs):
-        if self.state.global_step == 4:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ForgetlessTrainer, "training_step", crash)
+    resume_normally = interrupt_training_at(monkeypatch, step=4)
     out = tmp_path / "moe"
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_model_dir, mixed_file, out, max_steps=6, save_steps=3, dropout=0.0))
     checkpoint = tmp_path / ".moe.partial" / "checkpoints" / "checkpoint-3"
     assert (checkpoint / "adapter_model.safetensors").is_file()
     assert not (checkpoint / "model.safetensors").exists()  # the frozen base is never re-saved
-    monkeypatch.setattr(ForgetlessTrainer, "training_step", original)
+    resume_normally()
     train(_cfg(tiny_model_dir, mixed_file, out, max_steps=6, save_steps=3, dropout=0.0, resume=True))
     resumed, expected = load_file(out / "adapter_model.safetensors"), load_file(reference / "adapter_model.safetensors")
     assert resumed.keys() == expected.keys()

@@ -11,7 +11,7 @@ import torch
 from forgetless.errors import ConfigError, OutputError
 from forgetless.train.config import TrainConfig
 from forgetless.train.run import train
-from tests.conftest import QA_ROWS, write_jsonl
+from tests.conftest import QA_ROWS, interrupt_training_at, write_jsonl
 
 
 def _cfg(model_dir, data, out, **kw) -> TrainConfig:
@@ -22,20 +22,11 @@ def _cfg(model_dir, data, out, **kw) -> TrainConfig:
 @pytest.fixture
 def interrupted(tiny_model_dir, qa_file, tmp_path, monkeypatch):
     """A run killed after its step-3 checkpoint (the staging dir keeps checkpoint-3)."""
-    from forgetless.train.trainer import ForgetlessTrainer
-
-    original = ForgetlessTrainer.training_step
-
-    def crash(self, *args, **kwargs):
-        if self.state.global_step == 4:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ForgetlessTrainer, "training_step", crash)
+    resume_normally = interrupt_training_at(monkeypatch, step=4)
     out = tmp_path / "adapter"
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_model_dir, qa_file, out))
-    monkeypatch.setattr(ForgetlessTrainer, "training_step", original)
+    resume_normally()
     return out, tmp_path / ".adapter.partial" / "checkpoints"
 
 

@@ -40,10 +40,15 @@ def temp_sibling(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """(fd, name) of a new hidden temp file beside `path`, with the permissions of a normal new file
     (mkstemp makes it 0600, which the renamed output would keep)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, _new_file_mode())
+    return fd, tmp
+
+
+def _new_file_mode() -> int:
+    """The mode `open()` gives a new file under the current umask (0666 minus the umask)."""
     umask = os.umask(0)
     os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    return fd, tmp
+    return 0o666 & ~umask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -125,11 +130,10 @@ def written_by_forgetless(path: Path) -> bool:
 
 def _normal_modes(directory: Path) -> None:
     """Give every file we wrote the mode of a normal new file (libraries that write via mkstemp leave 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    mode = _new_file_mode()
     for path in directory.rglob("*"):
         if path.is_file() and not path.is_symlink():
-            path.chmod(0o666 & ~umask)
+            path.chmod(mode)
 
 
 def mark_output(directory: Path) -> None:
