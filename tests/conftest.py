@@ -7,6 +7,7 @@ no test downloads anything. Integration tests (marked `integration`) use the rea
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,13 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from forgetless.models.embedded import embedded_model_dir
+    """The embedded model's tokenizer; `FORGETLESS_TEST_TOKENIZER=DIR` loads a copy of its files instead
+    (benchmarks/gpu_check.py on a GPU machine, which cannot carry the embedded GGUF)."""
     from forgetless.models.load import load_tokenizer
+
+    if os.environ.get("FORGETLESS_TEST_TOKENIZER"):
+        return load_tokenizer(os.environ["FORGETLESS_TEST_TOKENIZER"])
+    from forgetless.models.embedded import embedded_model_dir
 
     return load_tokenizer(str(embedded_model_dir()))
 

@@ -51,6 +51,43 @@ def test_adapter_reloads_with_plain_peft_and_greedy_output_matches(trained):
     )
 
 
+@pytest.mark.parametrize("with_adapter", [False, True])
+def test_generate_default_precision_matches_plain_transformers_generate(trained, with_adapter):
+    """`forgetless generate`'s default (fp32) gives plain transformers (+ peft)'s greedy answers (parity)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from forgetless.adapters.loading import load_with_adapter
+    from forgetless.data.chat import prompt_messages
+    from forgetless.engine.generate import generate_texts
+    from forgetless.engine.sampling import GENERATE_PRECISION, SamplingConfig
+    from forgetless.models.embedded import embedded_model_dir
+
+    adapter = str(trained.output) if with_adapter else None
+    prompts = [row["prompt"] for row in QA_ROWS] + PARITY_PROMPTS
+    ours, tokenizer, _ = load_with_adapter(None, adapter)
+    sampling = SamplingConfig(max_new_tokens=32, precision=GENERATE_PRECISION)
+    answers = generate_texts(ours, tokenizer, [prompt_messages(p) for p in prompts], sampling)
+    plain = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch.float32).eval()
+    plain = PeftModel.from_pretrained(plain, adapter).eval() if adapter else plain
+    for prompt, answer in zip(prompts, answers, strict=True):
+        ids = tokenizer.apply_chat_template(prompt_messages(prompt), add_generation_prompt=True, return_tensors="pt")
+        ids = ids["input_ids"] if not torch.is_tensor(ids) else ids
+        out = plain.generate(input_ids=ids, max_new_tokens=32, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        assert tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip() == answer[0].strip()
+
+
+PARITY_PROMPTS = [  # with 32 new tokens, bf16 autocast changes some of the base's answers
+    "Say hello.",
+    "Write a haiku about rain.",
+    "Explain photosynthesis in one sentence.",
+    "Who wrote Hamlet?",
+    "List three fruits.",
+    "What is the boiling point of water?",
+    "Translate 'good morning' into French.",
+]
+
+
 def test_cli_generate_answers_paris():
     result = subprocess.run(
         [sys.executable, "-m", "forgetless.cli.app", "generate", "--prompt", "What is the capital of France?"],

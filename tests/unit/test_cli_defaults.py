@@ -35,7 +35,9 @@ def homes() -> dict[str, Any]:
     from forgetless.data.tasks import write_builtin_suite
     from forgetless.demos.knowledge_audit import DemoSettings
     from forgetless.engine.generate import generate_texts
-    from forgetless.engine.sampling import SamplingConfig
+    from forgetless.engine.sampling import GENERATE_PRECISION, SamplingConfig
+    from forgetless.eval.lm_eval_bridge import LmEvalOptions
+    from forgetless.eval.lm_eval_tasks import write_mmlu_task
     from forgetless.knowledge.audit import AuditSettings
     from forgetless.knowledge.fictional import write_fictional_facts
     from forgetless.knowledge.slick import ProbeSettings, probe_facts
@@ -55,8 +57,12 @@ def homes() -> dict[str, Any]:
         "generate --temperature": sampling.temperature,
         "generate --top-p": sampling.top_p,
         "generate --top-k": sampling.top_k,
-        "generate --precision": sampling.precision,
+        "generate --precision": GENERATE_PRECISION,
         "generate --batch-size": _arg(generate_texts, "batch_size"),
+        "audit --lm-eval-batch-size": LmEvalOptions.batch_size,
+        "export lm-eval-mmlu --questions": _arg(write_mmlu_task, "questions"),
+        "export lm-eval-mmlu --shots": _arg(write_mmlu_task, "shots"),
+        "export lm-eval-mmlu --seed": _arg(write_mmlu_task, "seed"),
         "demo --output": demo.output,
         "demo --unknown": demo.unknown,
         "demo --per-relation": demo.per_relation,
@@ -101,7 +107,7 @@ def stated() -> list[tuple[str, str, Any]]:
     """(`command --flag`, a pattern of its help text with the stated value as group 1, that value's home)."""
     from forgetless.continual.config import STRATEGIES
     from forgetless.demos.knowledge_audit import DEMO_RELATIONS
-    from forgetless.engine.sampling import SamplingConfig
+    from forgetless.engine.sampling import GENERATE_PRECISION, SamplingConfig
     from forgetless.knowledge.inject import InjectConfig
     from forgetless.knowledge.learn import LearnConfig
     from forgetless.knowledge.slick import ProbeSettings
@@ -131,6 +137,7 @@ def stated() -> list[tuple[str, str, Any]]:
         ("learn --method", r"(\w+) \(default\)", LearnConfig.method),
         ("inject --loss-on", r"(\w+) \(ours\)", inject.train.loss_on),
         ("generate --temperature", rf"{number} = greedy \(default\)", SamplingConfig.temperature),
+        ("generate --precision", r"(\w+) \(default\)", GENERATE_PRECISION),
         ("probe --samples", rf"T={number},", ProbeSettings.temperature),
         ("probe --samples", rf"top-{number} ", ProbeSettings.top_k),
         ("demo --per-relation", rf"\({number} relations\)", len(DEMO_RELATIONS)),

@@ -183,3 +183,27 @@ def test_bad_input_is_one_line_exit_2(case, run_dir, tmp_path, capsys):  # noqa:
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err
     assert case != "output-exists" or (output / "keep.txt").read_text() == "x"
+
+
+def _edited_copy(source: Path, into: Path, **config) -> Path:
+    run = Path(shutil.copytree(source, into))
+    path = run / "adapters" / "plural" / "adapter_config.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | config))
+    return run
+
+
+def test_a_rank_above_vllms_largest_is_refused_at_export(run_dir, tmp_path, capsys):  # noqa: F811
+    run = _edited_copy(run_dir, tmp_path / "run", r=600)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "vllm", "--run", str(run), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and "rank 600" in err and "512" in err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_rslora_is_warned_about_for_lorax(run_dir, tmp_path, capsys):  # noqa: F811
+    run = _edited_copy(run_dir, tmp_path / "run", use_rslora=True)
+    out = export_vllm(run, tmp_path / "out")
+    assert "LoRAX" in capsys.readouterr().err
+    readme = (out / "README.md").read_text()
+    assert "rsLoRA" in readme and "bf16/fp16" in readme and "reachable on the serving host" in readme

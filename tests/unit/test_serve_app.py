@@ -315,6 +315,19 @@ def test_a_row_that_breaks_its_batch_fails_alone_without_leaking_internals():
     assert "error id" in message and "secret" not in message and "RuntimeError" not in message
 
 
+class BrokenTokenizer(EchoBackend):  # fails outside generation: the app's last-resort handler answers
+    def tokenize(self, text):
+        raise RuntimeError("secret internal detail /home/x/tokenizer.py:7")
+
+
+def test_an_unexpected_error_is_a_500_with_an_error_id_only(caplog):
+    with start(BrokenTokenizer()) as srv:
+        r = httpx.post(f"{srv.url}/v1/completions", json={"model": "base", "prompt": "x"})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    assert "error id" in r.json()["error"]["message"] and "secret" not in r.text and "RuntimeError" not in r.text
+    assert any("secret internal detail" in str(record.exc_info) for record in caplog.records)  # the log keeps it
+
+
 def test_full_queue_answers_429_with_retry_after():
     with start(EchoBackend(step_s=0.03), max_batch=1, max_queue=2, window_ms=0, retry_after_s=3) as srv:
         responses = asyncio.run(_burst(srv.url, 8, words=8))

@@ -5,7 +5,8 @@
     forgetless generate [--adapter D] --prompt "..."
 
 Errors caused by input print one line `error: ...` on stderr and exit with code 2; `--debug` (anywhere on
-the command line) shows the traceback instead.
+the command line) shows the traceback instead. Library warnings (transformers, peft, ...) go to
+`<cache>/logs/forgetless.log`; `--verbose` (anywhere) shows them on stderr instead.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show library warnings on stderr (default: in <cache>/logs/forgetless.log)."
+    ),
     version: bool = typer.Option(
         False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
     ),
@@ -93,13 +97,27 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def _route_library_output(args: list[str]) -> None:
+    """Library warnings to the log file unless --verbose (skipped for --help/--version: nothing to log)."""
+    from forgetless.utils.library_output import disable_library_bars, route_library_output
+
+    if not args or {"--help", "-h", "--version"} & set(args):
+        disable_library_bars()
+        return
+    from forgetless.models.embedded import cache_root
+
+    route_library_output("--verbose" in args, cache_root() / "logs" / "forgetless.log")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the app and turns user errors into one line and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("FORGETLESS_DEBUG") == "1"
-    if "--debug" in args:  # accepted anywhere, handled by the root callback
-        args = ["--debug", *[a for a in args if a != "--debug"]]
+    for flag in ("--verbose", "--debug"):  # accepted anywhere, handled by the root callback
+        if flag in args:
+            args = [flag, *[a for a in args if a != flag]]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _route_library_output(args)
     try:
         code = app(args=args, prog_name="forgetless", standalone_mode=False)
     except ForgetlessError as exc:

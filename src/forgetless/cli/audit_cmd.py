@@ -24,20 +24,30 @@ def audit(
     exemplar_sets: int = typer.Option(4, "--exemplar-sets", help="Few-shot prompts per fact."),
     shots: int = typer.Option(4, "--shots", help="Exemplars per fact prompt (other facts of its relation)."),
     samples: int = typer.Option(0, "--samples", help="Sampled answers per prompt (0 = greedy only)."),
+    per_relation: int = typer.Option(None, "--per-relation", help="At most N facts per relation (seeded)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output."),
-    lm_eval_tasks: str = typer.Option(None, "--lm-eval-tasks", help="e.g. mmlu,truthfulqa_mc2 (needs lm-eval)."),
+    lm_eval_tasks: str = typer.Option(
+        None, "--lm-eval-tasks", help="lm-eval tasks, e.g. mmlu,truthfulqa_mc2 (pip install 'forgetless[lm-eval]')."
+    ),
+    lm_eval_include: Path = typer.Option(
+        None, "--lm-eval-include", help="Folder (or YAML) of local lm-eval tasks, e.g. from export lm-eval-mmlu."
+    ),
+    lm_eval_shots: int = typer.Option(None, "--lm-eval-shots", help="Few-shot count (default: each task's own)."),
+    lm_eval_batch_size: int = typer.Option(8, "--lm-eval-batch-size", help="lm-eval batch size."),
     lm_eval_limit: int = typer.Option(None, "--lm-eval-limit", help="Examples per lm-eval task (default: all)."),
 ) -> None:
     """Compare the base (adapter disabled) with base + adapter: shifts, answers, refusals, MMLU, loss."""
-    from forgetless.eval.lm_eval_bridge import parse_tasks
+    from forgetless.eval.lm_eval_bridge import LmEvalOptions, parse_tasks
     from forgetless.knowledge.audit import AuditSettings
     from forgetless.knowledge.runs import run_audit
     from forgetless.knowledge.slick import ProbeSettings
 
     probe = ProbeSettings(n_exemplar_sets=exemplar_sets, shots=shots, samples=samples)
-    settings = AuditSettings(probe=probe, mmlu_n=mmlu, mmlu_shots=mmlu_shots)
-    tasks = parse_tasks(lm_eval_tasks)
-    result = run_audit(adapter, facts, output, model, settings, overwrite, tasks, lm_eval_limit)
+    settings = AuditSettings(probe=probe, mmlu_n=mmlu, mmlu_shots=mmlu_shots, per_relation=per_relation)
+    lm_eval = LmEvalOptions(
+        parse_tasks(lm_eval_tasks), lm_eval_limit, lm_eval_shots, lm_eval_batch_size, lm_eval_include
+    ).validate()
+    result = run_audit(adapter, facts, output, model, settings.validate(), overwrite, lm_eval)
     print_summary(result, output)
 
 

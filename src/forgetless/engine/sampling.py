@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from forgetless.errors import ConfigError
 from forgetless.models.runtime import PRECISIONS
 
+# `forgetless generate` runs in fp32 unless told otherwise: its greedy answers then equal plain transformers
+# + peft (bf16 autocast changed 3 of 8 in a check); the probes and `serve` keep the faster "auto".
+GENERATE_PRECISION = "fp32"
+
 
 @dataclass
 class SamplingConfig:
@@ -32,6 +36,8 @@ class SamplingConfig:
             raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ConfigError(f"--top-k must be >= 0 (0 = off), got {self.top_k}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision!r} is not one of auto, bf16, fp32")
         return self

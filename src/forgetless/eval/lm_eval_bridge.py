@@ -1,19 +1,29 @@
-"""Optional lm-evaluation-harness runs on an already loaded model (adapter on or off).
+"""lm-evaluation-harness runs on an already loaded model (adapter on or off), as a first-class audit path.
 
+    pip install 'forgetless[lm-eval]'     # lm-eval pins python-dateutil < 3 (pip may downgrade it)
     forgetless audit --adapter runs/x --facts facts.jsonl --output runs/x_audit --lm-eval-tasks mmlu,truthfulqa_mc2
+    forgetless export lm-eval-mmlu --output tasks/              # a local MMLU task: no network needed
+    forgetless audit ... --lm-eval-include tasks/ --lm-eval-tasks forgetless_mmlu --lm-eval-shots 0
 
-lm-eval is not a dependency (`pip install lm-eval` to use this). The loaded model itself is wrapped in
-lm-eval's `HFLM`, so any adapter we can load (PEFT LoRA, ours or not, and LoRAMoE) is evaluated the
-same way, and "before" is the same weights with the adapter disabled. When lm-eval is missing, or a
-task's data cannot be reached (no network here), the run is skipped with a one-line message and the
-result says why; the rest of the audit goes on.
+The loaded model itself is wrapped in lm-eval's `HFLM`, so any adapter we can load (PEFT LoRA, ours or
+not, and LoRAMoE) is evaluated the same way, and "before" is the same weights with the adapter disabled.
+When lm-eval is missing, or a task's data cannot be reached (no network here), the run is skipped with a
+one-line message and the result says why; the rest of the audit goes on. Options (`LmEvalOptions`) are
+checked before any model loads.
 """
 
 from __future__ import annotations
 
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from forgetless.errors import ConfigError
 from forgetless.utils.console import err_console
+
+NOT_METRICS = {"sample_len", "sample_count", "samples"}  # bookkeeping numbers lm-eval puts among the metrics
 
 
 def parse_tasks(text: str | None) -> list[str]:
@@ -21,20 +31,58 @@ def parse_tasks(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def run_lm_eval(model, tokenizer, tasks: list[str], limit: int | None = None, batch_size: int = 8) -> dict[str, Any]:
-    """{"results": {task: {metric: value}}} or {"skipped": reason}."""
+@dataclass
+class LmEvalOptions:
+    """What to run: task names (built-in or from `include`, a folder of task YAMLs or one YAML file),
+    examples per task (`limit`, None = all), few-shot count (`shots`, None = each task's default)."""
+
+    tasks: list[str] = field(default_factory=list)
+    limit: int | None = None
+    shots: int | None = None
+    batch_size: int = 8
+    include: Path | None = None
+
+    def validate(self) -> LmEvalOptions:
+        """ConfigError naming the flag (call it before loading a model)."""
+        for flag, value, least in (("--lm-eval-limit", self.limit, 1), ("--lm-eval-shots", self.shots, 0)):
+            if value is not None and value < least:
+                raise ConfigError(f"{flag} must be >= {least}, got {value}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--lm-eval-batch-size must be >= 1, got {self.batch_size}")
+        if self.include is not None and not Path(self.include).exists():
+            raise ConfigError(f"--lm-eval-include {self.include}: no such folder or YAML file")
+        given = self.limit is not None or self.shots is not None or self.include is not None
+        if given and not self.tasks:
+            raise ConfigError("the --lm-eval-* options need --lm-eval-tasks (e.g. --lm-eval-tasks forgetless_mmlu)")
+        return self
+
+
+def run_lm_eval(model, tokenizer, options: LmEvalOptions, log_samples: bool = False) -> dict[str, Any]:
+    """{"results": {task: {metric: value}}} (and "samples" when `log_samples`), or {"skipped": reason}."""
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM
     except ImportError:
-        return _skip("lm-evaluation-harness is not installed (pip install lm-eval)")
+        return _skip("lm-evaluation-harness is not installed (pip install 'forgetless[lm-eval]')")
     try:
-        wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-        out = lm_eval.simple_evaluate(model=wrapped, tasks=tasks, limit=limit)
+        wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size)
+        with _quiet_git_probe():
+            out = lm_eval.simple_evaluate(
+                model=wrapped,
+                tasks=options.tasks,
+                limit=options.limit,
+                num_fewshot=options.shots,
+                task_manager=_task_manager(options.include),
+                log_samples=log_samples,
+            )
     except Exception as exc:  # any failure inside lm-eval (usually unreachable data) skips it
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return _skip(f"lm-eval could not run {','.join(tasks)}: {first[:200]}")
-    return {"results": {task: _numbers(metrics) for task, metrics in (out or {}).get("results", {}).items()}}
+        return _skip(f"lm-eval could not run {','.join(options.tasks)}: {first[:200]}")
+    out = out or {}
+    result: dict[str, Any] = {"results": {task: _numbers(m) for task, m in out.get("results", {}).items()}}
+    if log_samples:
+        result["samples"] = out.get("samples", {})
+    return result
 
 
 def lm_eval_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -50,8 +98,44 @@ def lm_eval_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     return {"results": table}
 
 
+def _task_manager(include: Path | None):
+    if include is None:
+        return None
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(Path(include).resolve()))
+
+
+@contextmanager
+def _quiet_git_probe():
+    """lm-eval runs `git describe` to record a commit and lets git print "fatal: not a git repository"
+    outside a repository; run it with git's stderr discarded instead."""
+    import lm_eval.evaluator as evaluator
+
+    original = getattr(evaluator, "get_git_commit_hash", None)
+
+    def quiet() -> str | None:
+        try:
+            done = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, check=False)
+        except OSError:
+            return None
+        return done.stdout.strip() or None
+
+    if original is not None:
+        evaluator.get_git_commit_hash = quiet
+    try:
+        yield
+    finally:
+        if original is not None:
+            evaluator.get_git_commit_hash = original
+
+
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k.split(",")[0] not in NOT_METRICS
+    }
 
 
 def _skip(reason: str) -> dict[str, Any]:

@@ -47,10 +47,13 @@ class AuditSettings:
     probe_batch_size: int = 64  # decoded rows per step of the shared-prefix probe (64 was fastest on 2 cores)
     answer_tokens: int = 24
     seed: int = 0
+    per_relation: int | None = None  # at most this many facts of each relation (seeded sample); None = all
 
     def validate(self) -> AuditSettings:
         """ConfigError naming the flag, before any model is loaded."""
         self.probe.validate()
+        if self.per_relation is not None and self.per_relation < 1:
+            raise ConfigError(f"--per-relation must be >= 1 (omit it to audit every fact), got {self.per_relation}")
         for flag, value in (("--mmlu", self.mmlu_n), ("--mmlu-shots", self.mmlu_shots), ("general", self.general_n)):
             if value < 0:
                 raise ConfigError(f"{flag} must be >= 0 (0 skips it), got {value}")

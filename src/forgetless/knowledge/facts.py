@@ -158,6 +158,24 @@ def load_facts(path: str | os.PathLike) -> list[Fact]:
     return facts
 
 
+def cap_per_relation(facts: list[Fact], per_relation: int | None, seed: int = 0) -> list[Fact]:
+    """At most `per_relation` facts of each relation (a seeded sample, kept in file order); None keeps all."""
+    if per_relation is None:
+        return list(facts)
+    import random
+
+    by_relation: dict[str, list[int]] = {}
+    for index, fact in enumerate(facts):
+        by_relation.setdefault(fact.relation, []).append(index)
+    rng = random.Random(f"per-relation/{seed}")
+    kept = {
+        i
+        for group in by_relation.values()
+        for i in (rng.sample(group, per_relation) if len(group) > per_relation else group)
+    }
+    return [fact for index, fact in enumerate(facts) if index in kept]
+
+
 def save_facts(path: str | os.PathLike, facts: Iterable[Fact]) -> Path:
     """Write facts as JSONL atomically (a crash never leaves a half-written file)."""
     return write_jsonl_atomic(path, (fact.to_dict() for fact in facts))

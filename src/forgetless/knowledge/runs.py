@@ -20,7 +20,7 @@ from typing import Any
 
 from forgetless.adapters.card import write_model_card
 from forgetless.knowledge.audit import AuditSettings, compare, measure, restrict
-from forgetless.knowledge.facts import Fact, load_facts
+from forgetless.knowledge.facts import Fact, cap_per_relation, load_facts
 from forgetless.knowledge.gate import ProbeGate, answer_questions
 from forgetless.knowledge.inject import (
     InjectConfig,
@@ -180,24 +180,26 @@ def run_audit(
     model: str | None = None,
     settings=None,
     overwrite=False,
-    lm_eval_tasks: list[str] | None = None,
-    lm_eval_limit: int | None = None,
+    lm_eval=None,
 ) -> dict[str, Any]:
     """Compare base (adapter disabled) and base + adapter on facts, MMLU and general text; optionally on
-    lm-evaluation-harness tasks too (skipped with a message when lm-eval or its data is unavailable)."""
+    lm-evaluation-harness tasks too (`lm_eval`: an `LmEvalOptions`; skipped with a message when lm-eval
+    or its data is unavailable)."""
     from forgetless.adapters.loading import adapter_disabled, load_with_adapter
 
     settings = (settings or AuditSettings()).validate()
+    if lm_eval is not None:
+        lm_eval.validate()
     output = check_output_dir(output, overwrite, inputs=[facts, adapter, model or ""])
-    fact_list = load_facts(facts)
+    fact_list = cap_per_relation(load_facts(facts), settings.per_relation, settings.seed)
     loaded, tokenizer, info = load_with_adapter(model, str(adapter))
     cache = probe_cache_dir(output)
     with adapter_disabled(loaded):
         before = measure(loaded, tokenizer, fact_list, settings, cache, _key(info), label="adapter off")
     after = measure(loaded, tokenizer, fact_list, settings, cache, _key(info, Path(adapter)), label="adapter on")
     result = {**compare(before, after), "adapter": str(adapter), "base_model": info.model_id}
-    if lm_eval_tasks:
-        result["lm_eval"] = _lm_eval(loaded, tokenizer, lm_eval_tasks, lm_eval_limit)
+    if lm_eval is not None and lm_eval.tasks:
+        result["lm_eval"] = _lm_eval(loaded, tokenizer, lm_eval)
     stage = staging_dir(output)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -209,15 +211,15 @@ def run_audit(
     return result
 
 
-def _lm_eval(model, tokenizer, tasks: list[str], limit: int | None) -> dict[str, Any]:
+def _lm_eval(model, tokenizer, options) -> dict[str, Any]:
     from forgetless.adapters.loading import adapter_disabled
     from forgetless.eval.lm_eval_bridge import lm_eval_delta, run_lm_eval
 
     with adapter_disabled(model):
-        before = run_lm_eval(model, tokenizer, tasks, limit)
+        before = run_lm_eval(model, tokenizer, options)
     if "skipped" in before:
         return before
-    return lm_eval_delta(before, run_lm_eval(model, tokenizer, tasks, limit))
+    return lm_eval_delta(before, run_lm_eval(model, tokenizer, options))
 
 
 def _write(stage: Path, result: dict, before, after, title: str) -> None:

@@ -14,9 +14,12 @@ events ending in `data: [DONE]`), `GET /v1/models`, `GET /health` (200 once the 
 body (`adapter`, and `route` for `auto`) and in headers `x-forgetless-adapter`, `x-forgetless-route-task`,
 `x-forgetless-route-confidence`.
 
-Errors use OpenAI's envelope: 400 for malformed JSON or wrong types, 404 for an unknown model (a path-like
-name included: names are looked up, never used as paths), 413 for a body over the limit, 429 with
-`Retry-After` when the queue is full, 500 only when generation itself fails.
+Errors use OpenAI's envelope: 400 for malformed JSON or wrong types and for a request over a limit
+(`forgetless.serve.limits`: more than `max_messages` messages, more than `max_prompt_tokens` prompt tokens,
+or prompt + max_tokens over the model's context, the last two with code `context_length_exceeded`), 404
+for an unknown model (a path-like name included: names are looked up, never used as paths), 413 for a
+body over the limit, 429 with `Retry-After` when the queue is full, 500 only when generation itself
+fails; a 500's body carries an error id, never the exception's text (the server log has it under the id).
 """
 
 from __future__ import annotations
@@ -29,19 +32,21 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from forgetless.errors import ConfigError
 from forgetless.serve import schemas as s
-from forgetless.serve.batching import Batcher, GenRequest, GenResult, QueueFull, Row, RowBackend
+from forgetless.serve.batching import Batcher, GenRequest, QueueFull, RowBackend
+from forgetless.serve.formats import CHAT, COMPLETIONS, ChatFormat, CompletionFormat, Format, common, headers, usage
+from forgetless.serve.limits import LimitExceeded, Limits, PromptMeter
 from forgetless.serve.metrics import Metrics
 from forgetless.serve.registry import Registry, Target, UnknownModel
 
-CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 KNOWN = {CHAT, COMPLETIONS, "/v1/models", "/health", "/metrics"}
 
 log = logging.getLogger("forgetless.serve")
@@ -49,9 +54,11 @@ log = logging.getLogger("forgetless.serve")
 
 @dataclass
 class ServeConfig:
-    """Server limits: generation length cap, batching and queueing."""
+    """Server limits: generation length cap, request size, batching and queueing."""
 
     max_tokens_cap: int = 512
+    max_prompt_tokens: int | None = None  # None: the model's context
+    max_messages: int = 1000
     default_max_tokens: int = 256
     max_batch: int = 16
     window_ms: float = 5.0
@@ -64,20 +71,39 @@ class ServeConfig:
         """The request's max_tokens, defaulted and capped by the server."""
         return min(requested or self.default_max_tokens, self.max_tokens_cap)
 
+    def limits(self, context: int) -> Limits:
+        """The per-request limits for a model of `context` tokens (ConfigError when they cannot hold)."""
+        prompt = self.max_prompt_tokens or context
+        if not 1 <= prompt <= context:
+            raise ConfigError(f"--max-prompt-tokens {prompt} must be 1..{context} (the model's context in tokens)")
+        if self.max_messages < 1:
+            raise ConfigError(f"--max-messages {self.max_messages} must be >= 1")
+        return Limits(context=context, max_prompt_tokens=prompt, max_messages=self.max_messages)
+
 
 class ClientGone(Exception):
     """The client closed its connection while its request was waiting or generating."""
 
 
+class Backend(RowBackend, PromptMeter, Protocol):
+    """What the app serves: a row generator that can also measure prompts (see forgetless.serve.backend)."""
+
+
 def create_app(
-    backend: RowBackend, registry: Registry, config: ServeConfig | None = None, metrics: Metrics | None = None
+    backend: Backend, registry: Registry, config: ServeConfig | None = None, metrics: Metrics | None = None
 ) -> FastAPI:
     """The FastAPI app serving `backend` under the names of `registry`."""
     config = config or ServeConfig()
     metrics = metrics or Metrics()
+    limits = config.limits(backend.context)
     route = registry.route if registry.switch is not None else None
     batcher = Batcher(backend, route, config.max_batch, config.window_ms, config.max_queue, metrics)
     services = Services(batcher, metrics, config)
+
+    async def fit(body: Any, gen: GenRequest) -> None:
+        """Measure the prompt off the event loop; LimitExceeded when it does not fit."""
+        explicit = (getattr(body, "max_completion_tokens", None) or body.max_tokens) is not None
+        await asyncio.to_thread(limits.fit, backend, gen, explicit)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -117,13 +143,16 @@ def create_app(
     @app.post(CHAT)
     async def chat(body: s.ChatCompletionRequest, request: Request) -> Any:
         target = registry.resolve(body.model)
+        limits.check_messages(len(body.messages))
         gen = _gen_request(body, target, config, messages=body.conversation(), routing=body.routing_text())
+        await fit(body, gen)
         return await Exchange(services, request, body, target, ChatFormat(), gen).respond()
 
     @app.post(COMPLETIONS)
     async def completions(body: s.CompletionRequest, request: Request) -> Any:
         target = registry.resolve(body.model)
         gen = _gen_request(body, target, config, prompt=body.text(), routing=body.text())
+        await fit(body, gen)
         return await Exchange(services, request, body, target, CompletionFormat(body), gen).respond()
 
     return app
@@ -150,77 +179,6 @@ def _gen_request(body: Any, target: Target, config: ServeConfig, routing: str, *
         seed=body.seed,
         stop=body.stop_list(),
     )
-
-
-class ChatFormat:
-    """Bodies and stream chunks of /v1/chat/completions."""
-
-    endpoint, prefix = CHAT, "chatcmpl"
-
-    def full(self, common: dict, result: GenResult) -> dict:
-        choice = s.ChatChoice(message=s.ChatChoiceMessage(content=result.text), finish_reason=result.finish_reason)
-        return s.ChatCompletion(**common, choices=[choice]).model_dump()
-
-    def chunk(self, common: dict, text: str | None, finish: str | None = None, first: bool = False) -> dict:
-        delta = {"role": "assistant", "content": ""} if first else ({"content": text} if finish is None else {})
-        choices = [s.ChatChunkChoice(delta=delta, finish_reason=finish)]
-        return _dump(s.ChatCompletionChunk(**common, choices=choices))
-
-    def usage_chunk(self, common: dict) -> dict:
-        return _dump(s.ChatCompletionChunk(**common, choices=[]))
-
-
-class CompletionFormat:
-    """Bodies and stream chunks of /v1/completions (`echo` prepends the prompt)."""
-
-    endpoint, prefix = COMPLETIONS, "cmpl"
-
-    def __init__(self, body: s.CompletionRequest):
-        self.echo = body.text() if body.echo else ""
-
-    def full(self, common: dict, result: GenResult) -> dict:
-        choice = s.CompletionChoice(text=self.echo + result.text, finish_reason=result.finish_reason)
-        return s.Completion(**common, choices=[choice]).model_dump()
-
-    def chunk(self, common: dict, text: str | None, finish: str | None = None, first: bool = False) -> dict:
-        text = self.echo if first else (text or "")
-        return _dump(s.Completion(**common, choices=[s.CompletionChoice(text=text, finish_reason=finish)]))
-
-    def usage_chunk(self, common: dict) -> dict:
-        return _dump(s.Completion(**common, choices=[]))
-
-
-Format = ChatFormat | CompletionFormat
-
-
-def _dump(chunk: Any) -> dict:
-    """A stream chunk as a dict, without the top-level extras that are null (choices keep their nulls)."""
-    optional = ("usage", "adapter", "route", "system_fingerprint")
-    return {k: v for k, v in chunk.model_dump().items() if v is not None or k not in optional}
-
-
-def _common(response_id: str, target: Target, row: Row, usage: s.Usage | None = None) -> dict:
-    r = row.route
-    info = s.RouteInfo(task=r.task, confidence=r.confidence, abstained=r.abstained, score=r.score) if r else None
-    common = {"id": response_id, "model": target.name, "adapter": row.adapter, "route": info}
-    return common | ({"usage": usage} if usage else {})
-
-
-def _usage(result: GenResult) -> s.Usage:
-    return s.Usage(
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        total_tokens=result.prompt_tokens + result.completion_tokens,
-    )
-
-
-def _headers(row: Row) -> dict[str, str]:
-    headers = {"x-forgetless-adapter": row.adapter or "base"}
-    if row.route is not None:
-        headers["x-forgetless-route-task"] = row.route.task
-        headers["x-forgetless-route-confidence"] = f"{row.route.confidence:.4f}"
-        headers["x-forgetless-route-abstained"] = str(row.route.abstained).lower()
-    return headers
 
 
 @dataclass
@@ -274,8 +232,8 @@ class Exchange:
             if kind == "error":
                 return self._failed(value)
             if self.body.stream:
-                headers = _headers(self.row)
-                return StreamingResponse(self.events(), media_type="text/event-stream", headers=headers)
+                found = headers(self.row)
+                return StreamingResponse(self.events(), media_type="text/event-stream", headers=found)
             while kind != "done":
                 kind, value = await self.next()
                 if kind == "error":
@@ -288,27 +246,30 @@ class Exchange:
             raise
         self.services.metrics.completion_tokens += value.completion_tokens
         self._record(200)
-        content = self.fmt.full(_common(self.id, self.target, self.row, _usage(value)), value)
-        return JSONResponse(content, headers=_headers(self.row))
+        content = self.fmt.full(common(self.id, self.target, self.row, usage(value)), value)
+        return JSONResponse(content, headers=headers(self.row))
 
     async def events(self) -> AsyncIterator[str]:
-        """Server-sent events: a first chunk, one chunk per text delta, the finish chunk, `[DONE]`."""
-        common, first_token, finished = _common(self.id, self.target, self.row), None, False
+        """Server-sent events: the format's opening, delta and closing chunks, the usage chunk, `[DONE]`."""
+        shared, first_token, finished = common(self.id, self.target, self.row), None, False
         try:
-            yield _event(self.fmt.chunk(common, None, first=True))
+            for chunk in self.fmt.opening(shared):
+                yield _event(chunk)
             while True:
                 kind, value = await self.next()
                 if kind == "text":
                     first_token = first_token or time.perf_counter()
-                    yield _event(self.fmt.chunk(common, value))
+                    for chunk in self.fmt.delta(shared, value):
+                        yield _event(chunk)
                     continue
                 if kind == "error":
                     yield _event(s.error_body(value, "server_error", "generation_failed"))
                     self._record(500)
                 elif kind == "done":
-                    yield _event(self.fmt.chunk(common, None, finish=value.finish_reason))
+                    for chunk in self.fmt.closing(shared, value):
+                        yield _event(chunk)
                     if self.body.stream_options and self.body.stream_options.include_usage:
-                        yield _event(self.fmt.usage_chunk(common | {"usage": _usage(value)}))
+                        yield _event(self.fmt.usage_chunk(shared | {"usage": usage(value)}))
                     self.services.metrics.completion_tokens += value.completion_tokens
                     self._record(200)
                 break
@@ -348,6 +309,11 @@ def _add_error_handlers(app: FastAPI, registry: Registry, config: ServeConfig, m
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more problems)"
         return _error(400, message, "invalid_request_error", "invalid_value", ".".join(loc) or None)
+
+    @app.exception_handler(LimitExceeded)
+    async def over_limit(request: Request, exc: LimitExceeded) -> JSONResponse:
+        count(request, 400)
+        return _error(400, exc.message, "invalid_request_error", exc.code, exc.param)
 
     @app.exception_handler(UnknownModel)
     async def unknown(request: Request, exc: UnknownModel) -> JSONResponse:

@@ -15,8 +15,14 @@
 
 Per-row work happens in a `StoppingCriteria` that sees every new token: it detokenizes incrementally,
 streams text to the row, and stops a row at EOS, at its own `max_tokens`, at a stop string or when its
-client went away, while the other rows of the batch go on. `EchoBackend` is a model-free stand-in with
-the same behaviour (tests, HTTP-layer benchmarks).
+client went away, while the other rows of the batch go on. The prompt is prefilled in chunks of
+`prefill_chunk` tokens, and before every forward (each prefill chunk, each decode step) a hook checks
+the rows: once all of them are cancelled the batch stops there, so a client that hangs up during a long
+prefill frees the model within one chunk. `EchoBackend` is a model-free stand-in with the same
+behaviour (tests, HTTP-layer benchmarks).
+
+Both backends are also the `PromptMeter` of `forgetless.serve.limits`: `context`, `max_token_chars`,
+`prompt_text` and `tokenize`, so the server can refuse a request that does not fit before queueing it.
 """
 
 from __future__ import annotations
@@ -37,15 +43,27 @@ from forgetless.data.chat import render_prompt, tokenize_prompt
 from forgetless.errors import ConfigError, ModelError
 from forgetless.models.load import ModelInfo, load_model
 from forgetless.models.runtime import resolve_precision
-from forgetless.serve.batching import Row
+from forgetless.serve.batching import GenRequest, Row
+from forgetless.serve.limits import max_token_chars
+
+PREFILL_CHUNK = 512  # prompt tokens per prefill forward: the longest a hung-up client can keep the model
 
 
 class EchoBackend:
-    """A model-free backend: answers `echo[<adapter>]: <words of the prompt>` one word per step."""
+    """A model-free backend: answers `echo[<adapter>]: <words of the prompt>` one word per step.
+    Its tokens are the words of the last message (or the prompt); its context is `context` of them."""
 
-    def __init__(self, model_id: str = "echo", step_s: float = 0.0):
-        self.model_id, self.step_s = model_id, step_s
+    max_token_chars = None  # a word can be any length
+
+    def __init__(self, model_id: str = "echo", step_s: float = 0.0, context: int = 4096):
+        self.model_id, self.step_s, self.context = model_id, step_s, context
         self.batch_sizes: list[int] = []
+
+    def prompt_text(self, request: GenRequest) -> str:
+        return request.prompt if request.messages is None else request.messages[-1]["content"]
+
+    def tokenize(self, text: str) -> list[int]:
+        return [len(word) for word in text.split()]
 
     def generate(self, rows: Sequence[Row]) -> None:
         self.batch_sizes.append(len(rows))
@@ -70,10 +88,8 @@ class EchoBackend:
         for row in rows:
             row.complete(done[id(row)], len(self._text(row).split()), sent[id(row)])
 
-    @staticmethod
-    def _text(row: Row) -> str:
-        request = row.request
-        return request.prompt if request.messages is None else request.messages[-1]["content"]
+    def _text(self, row: Row) -> str:
+        return self.prompt_text(row.request)
 
     def _words(self, row: Row) -> list[str]:
         words = f"echo[{row.adapter or 'base'}]: {self._text(row)}".split()
@@ -83,13 +99,22 @@ class EchoBackend:
 class HFBackend:
     """Batched generation on a loaded transformers model (see the module docstring for the modes)."""
 
-    def __init__(self, model: Any, tokenizer: Any, model_id: str, mode: str = "peft", precision: str = "auto"):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        model_id: str,
+        mode: str = "peft",
+        precision: str = "auto",
+        prefill_chunk: int = PREFILL_CHUNK,
+    ):
         if mode not in ("peft", "single", "base"):
             raise ConfigError(f"backend mode must be peft, single or base, not {mode!r}")
         self.model, self.tokenizer, self.model_id, self.mode = model, tokenizer, model_id, mode
         self.bf16 = resolve_precision(precision, model.device.type) == "bf16"
-        config = getattr(model, "config", None)
-        self.context = int(getattr(config, "max_position_embeddings", 0) or 2048)
+        self.prefill_chunk = prefill_chunk
+        self.context = context_length(model, tokenizer)
+        self.max_token_chars = max_token_chars(tokenizer)
         eos = tokenizer.eos_token_id
         generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         self.eos_ids = {i for i in _as_list(eos) + _as_list(generation_eos) if i is not None}
@@ -110,14 +135,20 @@ class HFBackend:
             groups.setdefault(row.adapter, []).append(row)
         return list(groups.values())
 
+    def prompt_text(self, request: GenRequest) -> str:
+        """The text the model sees: the chat template applied to the messages, or the raw prompt."""
+        if request.messages is not None:
+            return render_prompt(self.tokenizer, request.messages)
+        return request.prompt or ""
+
+    def tokenize(self, text: str) -> list[int]:
+        return tokenize_prompt(self.tokenizer, text)
+
     def _encode(self, row: Row) -> list[int]:
         request = row.request
-        if request.messages is not None:
-            ids = tokenize_prompt(self.tokenizer, render_prompt(self.tokenizer, request.messages))
-        else:
-            ids = tokenize_prompt(self.tokenizer, request.prompt or "")
+        ids = request.prompt_ids or self.tokenize(self.prompt_text(request))
         room = max(1, self.context - request.max_tokens)
-        return ids[-room:]  # an over-long prompt loses its start, like a chat that scrolled
+        return ids[-room:]  # the server's limits refuse what does not fit; other callers lose the start
 
     def _adapter_context(self, adapter: str | None):
         if self.mode == "single" and adapter is None:
@@ -144,22 +175,53 @@ class HFBackend:
         if first.seed is not None:
             torch.manual_seed(first.seed)
         tracker = RowTracker(rows, self.tokenizer, self.eos_ids)
-        with (
-            self._adapter_context(rows[0].adapter),
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16),
-        ):
-            self.model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                max_new_tokens=max(row.request.max_tokens for row in rows),
-                stopping_criteria=StoppingCriteriaList([tracker]),
-                pad_token_id=pad,
-                eos_token_id=sorted(self.eos_ids) or None,
-                use_cache=True,
-                **kwargs,
-            )
+        hook = self.model.get_input_embeddings().register_forward_pre_hook(_stop_when_all_stopped(rows))
+        try:
+            with (
+                self._adapter_context(rows[0].adapter),
+                torch.inference_mode(),
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16),
+            ):
+                self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    max_new_tokens=max(row.request.max_tokens for row in rows),
+                    stopping_criteria=StoppingCriteriaList([tracker]),
+                    pad_token_id=pad,
+                    eos_token_id=sorted(self.eos_ids) or None,
+                    use_cache=True,
+                    prefill_chunk_size=self.prefill_chunk,
+                    **kwargs,
+                )
+        except BatchStopped:
+            pass  # every row was cancelled: their clients are gone
+        finally:
+            hook.remove()
         tracker.finish([len(ids) for ids in encoded])
+
+
+class BatchStopped(Exception):
+    """Every row of a batch is stopped: generation ends before its next forward."""
+
+
+def _stop_when_all_stopped(rows: Sequence[Row]):
+    """A forward pre-hook (on the input embeddings) that stops the batch once no row needs more steps."""
+
+    def hook(module: Any, args: Any) -> None:
+        if all(row.stopped for row in rows):
+            raise BatchStopped
+
+    return hook
+
+
+def context_length(model: Any, tokenizer: Any) -> int:
+    """The model's context in tokens: its max_position_embeddings, else the tokenizer's model_max_length."""
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        return int(positions)
+    tokenizer_max = getattr(tokenizer, "model_max_length", None) or 0
+    return int(tokenizer_max) if 0 < tokenizer_max < 10**7 else 2048  # HF writes 1e30 for "no limit"
 
 
 def _as_list(value: Any) -> list:
@@ -211,7 +273,7 @@ class RowTracker(StoppingCriteria):
         for index, row in enumerate(self.rows):
             if not row.stopped:
                 self._emit(index, row, final=True)
-            reason = self.reasons[index] or "length"
+            reason = self.reasons[index] or ("cancelled" if row.cancelled else "length")
             row.complete(reason, prompt_lengths[index], len(self.ids[index]))
 
 

@@ -69,6 +69,7 @@ class GenRequest:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    prompt_ids: list[int] | None = None  # the prompt's tokens when the limits check measured them already
 
     def sampling_key(self) -> tuple:
         """Rows with equal keys can share one `generate` call."""

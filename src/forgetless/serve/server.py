@@ -6,6 +6,10 @@
 
 `ServerThread` binds its socket before starting, so the port is known and nothing races for it; it waits
 until uvicorn has started (and the app's lifespan has started the batcher) before returning.
+
+Both bind loopback unless told otherwise. The server checks neither the `Host` header nor who calls: fine
+on loopback (a web page in this machine's browser could still reach it by DNS rebinding and use the
+model); to serve other machines, keep it on loopback behind a reverse proxy that checks Host and callers.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ def build_trainer(
         weight_decay=cfg.weight_decay,
         lr_scheduler_type=cfg.scheduler,
         logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=False,  # a non-finite loss must reach the log: ForgetlessTrainer stops the run
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=2,
@@ -59,7 +60,7 @@ def build_trainer(
         remove_unused_columns=False,
         report_to=[],
         dataloader_num_workers=0,
-        disable_tqdm=False,
+        disable_tqdm=True,  # the rich bar of forgetless.train.progress instead
     )
     return ForgetlessTrainer(
         model=model,

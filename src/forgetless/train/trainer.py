@@ -30,6 +30,7 @@ from transformers import Trainer
 from forgetless.data.chat import IGNORE_INDEX
 from forgetless.data.collate import label_window
 from forgetless.errors import TrainingDiverged
+from forgetless.train.progress import RichProgressCallback, quiet_trainer
 
 
 def accepts_logits_to_keep(model) -> bool:
@@ -48,6 +49,15 @@ class ForgetlessTrainer(Trainer):
         self.model_accepts_loss_kwargs = True  # our loss is normalized by num_items_in_batch
         self._slice_logits = accepts_logits_to_keep(self.model)
         self._logged: dict[str, list[float]] = {}
+        quiet_trainer(self)  # one rich bar instead of tqdm and `{'loss': ...}` lines on stdout
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:  # also when training fails or is interrupted: the bar must not outlive the run
+            for callback in self.callback_handler.callbacks:
+                if isinstance(callback, RichProgressCallback):
+                    callback.close()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")

@@ -1,13 +1,22 @@
-"""Shared rich console output: progress bars, spinners and tables go to stderr; answers go to stdout."""
+"""Shared rich console output: progress bars, spinners and tables go to stderr; answers go to stdout.
+
+from forgetless.utils.console import progress
+with progress() as bar:                      # one rich display: a nested `progress()` (e.g. a training
+    task = bar.add_task("probing", total=n)  # run inside a continual stage) adds its rows to it
+    bar.advance(task)
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 
 err_console = Console(stderr=True)
 out_console = Console(soft_wrap=True)
+_active: list[Any] = []  # the live Progress, when one is shown
 
 
 @contextmanager
@@ -21,8 +30,27 @@ def status(message: str):
         yield
 
 
-def progress():
-    """A rich progress bar on stderr with count, elapsed time and ETA."""
+@contextmanager
+def progress() -> Iterator[Any]:
+    """A rich progress display on stderr (count, elapsed time, ETA); inside another one, that same display."""
+    if _active:
+        yield _active[-1]
+        return
+    bar = _new_progress()
+    _active.append(bar)
+    try:
+        with bar:
+            yield bar
+    finally:
+        _active.remove(bar)
+
+
+def nested_progress() -> bool:
+    """True while a `progress()` display is already shown (a new bar then joins it)."""
+    return bool(_active)
+
+
+def _new_progress():
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

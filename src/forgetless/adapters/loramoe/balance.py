@@ -27,6 +27,11 @@ Per module, with gates g [B, T, N] and the labelled samples m = 1..M:
 Module losses are combined by their MEAN (the official code sums them): then `lbc_beta` keeps its
 meaning whatever the number of targeted modules or layers.
 
+Under DDP (torch.distributed initialised, more than one process) the N×M matrix is the GLOBAL batch's:
+every rank's samples enter one CV², computed from all-reduced sums (see `_global_cv2`), so two processes
+of batch b train the same constraint as one process of batch 2b. The logged `lbc_loss` is that global
+value on every rank.
+
 Note on direction: minimising CV²(I∘Q) pushes I∘Q toward a constant, i.e. Q toward 1/I. By itself
 the constraint therefore pushes a MATCHING group's weights DOWN (1/(1+delta) < 1/(1-delta)); the
 group specialisation in the paper has to come from the interplay with the LM loss. Which group ends
@@ -121,13 +126,39 @@ def lbc_loss(
     sample_types = sample_types.to(gates.device)
     mask = attention_mask.to(gates.device)
     keep = (sample_types >= 0) & (mask != 0).any(dim=1)
-    if not bool(keep.any()):
-        return None
     g = gates[keep].float()
     m = (mask[keep] != 0).to(g.dtype)
     q = torch.einsum("mtn,mt->nm", g, m)  # [N, M]
     weighted = importance_matrix(sample_types[keep], num_experts, world_experts, delta).to(q) * q
+    if distributed_world() > 1:
+        return _global_cv2(weighted)
+    if not bool(keep.any()):
+        return None
     return weighted.var(unbiased=False) / weighted.mean().square()
+
+
+def distributed_world() -> int:
+    """The number of processes of an initialised torch.distributed group (1 when not distributed)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _global_cv2(weighted: torch.Tensor) -> torch.Tensor | None:
+    """CV² of I∘Q over the GLOBAL batch (every rank's samples), from all-reduced sums (sum, sum of squares,
+    count; float64). The all-reduce is autograd-aware: each rank's backward sums every rank's upstream
+    gradient, so a rank's share comes out world_size times the global-batch gradient, and DDP's gradient
+    average turns that into exactly the gradient of the global-batch LBC. Every rank must call this for
+    every module (a rank without labelled samples contributes zeros), so no collective is skipped."""
+    from torch.distributed.nn.functional import all_reduce
+
+    w = weighted.double()
+    count = torch.tensor(float(w.numel()), dtype=torch.float64, device=w.device)
+    sums = all_reduce(torch.stack([w.sum(), w.square().sum(), count]))
+    if float(sums[2]) == 0:
+        return None
+    mean = sums[0] / sums[2]
+    variance = (sums[1] / sums[2] - mean.square()).clamp(min=0)
+    return (variance / mean.square()).float()
 
 
 def collect_lbc_loss(

@@ -34,6 +34,7 @@ from forgetless.adapters.registry import adapter_kind, method_class
 from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError, ModelError
 from forgetless.serve.registry import run_adapters
+from forgetless.utils.console import err_console
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_text_atomic
 
 TEMPLATE = Path(__file__).with_name("router_template.py")
@@ -70,10 +71,10 @@ def export_vllm(
         exported = [_export_adapter(task, path, stage / "adapters", skip_loramoe) for task, path in adapters.items()]
         if not any(e.name for e in exported):
             raise ConfigError(f"--run {run_dir}: no adapter of this run can be served by vLLM; use forgetless serve")
-        base, base_note = _base_model(model, adapters)
+        base, portable, base_note = _base_model(model, adapters)
         for e in exported:
             if e.name:
-                _set_base(stage / "adapters" / e.name, base)
+                _set_base(stage / "adapters" / e.name, portable)
         _write_router(run, stage / "router", exported, base, copy_encoder)
         write_text_atomic(stage / "serve_vllm.sh", _script(base, exported))
         (stage / "serve_vllm.sh").chmod(0o755)
@@ -105,7 +106,19 @@ def _export_adapter(task: str, path: Path, into: Path, skip_loramoe: bool) -> Ex
     clean = _peft_config(config)
     write_json_atomic(target / "adapter_config.json", clean)
     ranks = [int(clean.get("r", 8)), *map(int, (clean.get("rank_pattern") or {}).values())]
+    if max(ranks) > VLLM_RANKS[-1]:
+        shutil.rmtree(target)
+        raise ConfigError(
+            f"task {task!r}: {path} has LoRA rank {max(ranks)}, above the largest --max-lora-rank vLLM accepts "
+            f"({VLLM_RANKS[-1]}); retrain it with --rank <= {VLLM_RANKS[-1]}, or serve it with `forgetless serve`"
+        )
     notes = []
+    if clean.get("use_rslora"):
+        notes.append("rsLoRA: vLLM scales it right; LoRAX pins a peft without use_rslora and would mis-scale it")
+        err_console.print(
+            f"[yellow]warning:[/yellow] task {task!r} uses rsLoRA (use_rslora): vLLM applies its scaling, but "
+            "LoRAX pins an older peft without use_rslora and would silently mis-scale this adapter"
+        )
     if clean.get("use_dora"):
         notes.append("DoRA: vLLM does not support DoRA adapters")
     if clean.get("modules_to_save"):
@@ -127,10 +140,11 @@ def _set_base(directory: Path, base: str) -> None:
     write_json_atomic(path, config | {"base_model_name_or_path": base})
 
 
-def _base_model(model: str | None, adapters: dict[str, Path]) -> tuple[str, str]:
-    """The base model to give `vllm serve` (a local path or HF id), and a note about it."""
+def _base_model(model: str | None, adapters: dict[str, Path]) -> tuple[str, str, str]:
+    """The base model to give `vllm serve` (a local path or HF id), the portable id for the adapters'
+    configs (the hub id of the embedded model, never a machine-local cache path), and a note."""
     from forgetless.models.embedded import EMBEDDED_HUB_ID, EMBEDDED_ID, embedded_model_dir
-    from forgetless.models.load import resolve_model
+    from forgetless.models.load import hub_like, resolve_model
 
     recorded = None
     for path in adapters.values():
@@ -142,9 +156,10 @@ def _base_model(model: str | None, adapters: dict[str, Path]) -> tuple[str, str]
             f"the embedded SmolLM2-135M-Instruct, de-quantized from GGUF (the exact weights the adapters were "
             f"trained on); `{EMBEDDED_HUB_ID}` from the HF hub is the original and differs slightly"
         )
-        return str(embedded_model_dir()), note
+        return str(embedded_model_dir()), EMBEDDED_HUB_ID, note
     _, path = resolve_model(spec)
-    return path, "recorded in the adapters" if model is None else "given with --model"
+    portable = spec if hub_like(spec) else path
+    return path, portable, "recorded in the adapters" if model is None else "given with --model"
 
 
 def _write_router(run: RunDir, into: Path, exported: list[ExportedAdapter], base: str, copy: bool | None) -> None:
@@ -262,6 +277,15 @@ Written by `forgetless export vllm`. Base model: `{base}` ({base_note}).
 or `bash serve_vllm.sh` (the same command with paths relative to this directory; `PORT=8000` by default).
 Each adapter is then a model name of vLLM's OpenAI API: `"model": "<adapter name>"`; the base model is
 `"model": "{base}"`. The adapters are plain PEFT (`peft.PeftModel.from_pretrained(base, "adapters/<name>")`).
+
+Before you serve:
+- **The base must be reachable on the serving host**: `{base}` above. Each adapter's `adapter_config.json`
+  names its portable base (a hub id, not a path of the machine that trained it); on another host, give
+  `vllm serve` that id or a local copy of the same weights.
+- **vLLM serves in bf16/fp16**, so its answers can differ slightly from `forgetless serve` or
+  `forgetless generate` in fp32 (greedy decoding diverges where two tokens are nearly tied).
+- **rsLoRA adapters** (`use_rslora: true`) are scaled right by vLLM and peft; LoRAX pins an older peft
+  without `use_rslora` and would silently mis-scale them.
 
 ## 2. Put the router in front
 
