@@ -1,6 +1,7 @@
 """Routed generation speed: one mixed-adapter batch vs routing and generating every prompt on its own.
 
     .venv/bin/python benchmarks/routing_speed.py                      # N=64, the experiment's run if present
+    .venv/bin/python benchmarks/routing_speed.py --run experiments/results/continual_switch/work/builtin/mlp_1%
     .venv/bin/python benchmarks/routing_speed.py --run runs/cit --n 96 --max-new-tokens 32
     .venv/bin/python benchmarks/routing_speed.py --n 8 --max-new-tokens 8     # smoke
 
@@ -10,12 +11,14 @@ and the same token budget:
   (a) mixed: the switch routes the whole batch at once, then `generate_mixed` answers it in chunks of
       --batch-size, each chunk ONE generate call whose rows use different adapters (and the base);
   (b) one by one: for each prompt, route it, then generate it alone with its adapter.
-Also measured: the switch's own cost per prompt (MiniLM encoding + MLP head), batched and one at a time.
+Also measured: the switch's own cost per prompt (MiniLM encoding + its head: the prototype switch's
+Mahalanobis distances or the mlp switch's MLP), batched and one at a time.
 Targets (issue 5): (a)/(b) >= 2x; switch <= 5 ms per prompt on CPU.
 
-Without --run it uses experiments/results/continual_switch/work/rehearsal_1pct when that exists (run
-experiments/continual_switch.py first), else builds a stand-in: random LoRAs (same shapes as trained ones)
-and a switch trained on the built-in tasks' prompts. Random LoRAs never emit EOS, so every row runs to
+Without --run it uses experiments/results/continual_switch/work/builtin/prototype_1% (the default switch;
+`.../builtin/mlp_1%` is the paper's) when that exists (run experiments/continual_switch.py first), else
+builds a stand-in: random LoRAs (same shapes as trained ones) and a switch trained on the built-in tasks'
+prompts. Random LoRAs never emit EOS, so every row runs to
 the token budget; trained ones stop early, which batching pays for (a batch runs to its longest answer).
 """
 
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RUN = ROOT / "experiments" / "results" / "continual_switch" / "work" / "rehearsal_1pct"
+DEFAULT_RUN = ROOT / "experiments" / "results" / "continual_switch" / "work" / "builtin" / "prototype_1%"
 
 
 def stand_in_run(folder: Path, tasks: tuple[str, ...] = ("num2words", "plural", "capital")) -> Path:
@@ -144,7 +147,8 @@ def main() -> None:
     for row in rows:
         routes[row["task"]] = routes.get(row["task"], 0) + 1
     same = sum(r["answer"] == a for r, a in zip(rows, single_answers, strict=True))
-    print(f"run: {run}   torch threads: {torch.get_num_threads()}   routes: {routes}")
+    kind = routed.switch.switch_type
+    print(f"run: {run}   switch: {kind}   torch threads: {torch.get_num_threads()}   routes: {routes}")
     print(f"N={args.n} prompts, max_new_tokens={args.max_new_tokens}, batch size {args.batch_size}")
     print("| arm | seconds | prompts/s |\n|---|---|---|")
     print(f"| (a) route all + mixed-adapter batches | {mixed_s:.2f} | {args.n / mixed_s:.2f} |")

@@ -1,11 +1,14 @@
 """Training throughput: forgetless LoRA vs a plain PEFT + Trainer recipe, side by side in one run.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--batch-size 8] [--records 96]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--batch-size 8] [--records 96] [--workload both]
 
-Same model (embedded SmolLM2-135M-Instruct), same real QA data (countryinfo capital/currency/region
-questions answered in a sentence), same LoRA (r=16 on all linear layers), same batch size and steps.
+Same model (embedded SmolLM2-135M-Instruct), same real QA data, same LoRA (r=16 on all linear layers), same
+batch size and steps. Two workloads: `sentence` (countryinfo capital/currency/region questions answered in a
+sentence, ~50 tokens) and `short` (the same questions answered with the bare object, as the injection and
+`learn` data are: ~35 tokens, so per-step overheads weigh more).
 - forgetless: left padding + logits only at label positions + response-only loss + bf16 autocast
-  (where the CPU supports bf16; fp32 otherwise), via `forgetless.train.setup`.
+  (where the CPU supports bf16; fp32 otherwise) + eager attention on the CPU for records <= 512 tokens,
+  via `forgetless.train.setup` and `forgetless.models.runtime.training_attention`, as `forgetless train`.
 - plain: right padding, labels = input ids (full-sequence loss), full logits, fp32 (a stock recipe).
 - forgetless-fp32: ours without bf16, to show what the label-only logits alone buy.
 Tokens/s counts real (non-padding) tokens of the timed steps (the first step is warm-up, not timed).
@@ -24,7 +27,7 @@ from forgetless.adapters.registry import build_method
 from forgetless.data.records import Record
 from forgetless.knowledge.countries import country_facts
 from forgetless.models.load import load_model
-from forgetless.models.runtime import resolve_precision
+from forgetless.models.runtime import resolve_precision, training_attention
 from forgetless.train.config import TrainConfig
 from forgetless.train.setup import build_dataset, build_trainer
 
@@ -42,17 +45,17 @@ class StepTimer(TrainerCallback):
         self.end = now
 
 
-def qa_records(n: int) -> list[Record]:
+def qa_records(n: int, workload: str = "sentence") -> list[Record]:
     facts = [f for f in country_facts() if f.relation in ("capital", "currency", "region")][:n]
+    answer = (lambda f: f"The {f.relation} of {f.subject} is {f.object}.") if workload == "sentence" else None
     return [
-        Record(
-            [
-                {"role": "user", "content": f.question},
-                {"role": "assistant", "content": f"The {f.relation} of {f.subject} is {f.object}."},
-            ]
-        )
+        Record([{"role": "user", "content": f.question}, {"role": "assistant", "content": (answer or _bare)(f)}])
         for f in facts
     ]
+
+
+def _bare(fact) -> str:
+    return fact.object
 
 
 def run(kind: str, records, args) -> float:
@@ -66,6 +69,7 @@ def run(kind: str, records, args) -> float:
         trainer = _plain_trainer(peft_model, tokenizer, dataset, args)
     else:
         precision = resolve_precision("auto", "cpu") if kind == "forgetless" else "fp32"
+        training_attention(model, "cpu", max(dataset["length"]))
         trainer = build_trainer(peft_model, tokenizer, dataset, cfg, args.tmp, precision)
         trainer.args.save_strategy = "no"
     trainer.add_callback(timer)
@@ -98,20 +102,24 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--records", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workload", choices=("sentence", "short", "both"), default="both")
     parser.add_argument("--tmp", default="/tmp/forgetless-bench")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    records = qa_records(args.records)
-    best: dict[str, float] = {}
-    for round_index in range(args.rounds):
-        for kind in ("forgetless", "plain", "forgetless-fp32"):
-            tps = run(kind, records, args)
-            best[kind] = max(best.get(kind, 0.0), tps)
-            print(f"round {round_index + 1} {kind:16s} {tps:7.1f} tok/s", flush=True)
-    print(f"\nprecision on this machine: {resolve_precision('auto', 'cpu')}, threads {torch.get_num_threads()}")
-    print("| recipe | tokens/s | vs plain |\n|---|---|---|")
-    for kind, tps in best.items():
-        print(f"| {kind} | {tps:.0f} | {tps / best['plain']:.2f}x |")
+    workloads = ("sentence", "short") if args.workload == "both" else (args.workload,)
+    print(f"precision on this machine: {resolve_precision('auto', 'cpu')}, threads {torch.get_num_threads()}")
+    for workload in workloads:
+        records = qa_records(args.records, workload)
+        best: dict[str, float] = {}
+        for round_index in range(args.rounds):
+            tps = {kind: run(kind, records, args) for kind in ("forgetless", "plain", "forgetless-fp32")}
+            for kind, value in tps.items():
+                best[kind] = max(best.get(kind, 0.0), value)
+            ratio = tps["forgetless"] / tps["plain"]
+            print(f"{workload} round {round_index + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in tps.items()), end="")
+            print(f" tok/s; forgetless/plain {ratio:.2f}x", flush=True)
+        print(f"\n{workload}: | recipe | tokens/s (best round) | vs plain |\n|---|---|---|")
+        for kind, value in best.items():
+            print(f"| {kind} | {value:.0f} | {value / best['plain']:.2f}x |")
 
 
 if __name__ == "__main__":

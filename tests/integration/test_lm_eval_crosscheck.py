@@ -1,6 +1,6 @@
 """lm-evaluation-harness (the real package) and forgetless' MMLU scorer agree question by question.
 
-    .venv/bin/python -m pytest tests/integration/test_lm_eval_crosscheck.py -q     # ~1 min on 1 thread
+    .venv/bin/python -m pytest tests/integration/test_lm_eval_crosscheck.py -q     # ~1 min
 
 Both score the same local task (`forgetless export lm-eval-mmlu`'s builder) on the embedded model:
 lm-eval through `forgetless.eval.lm_eval_bridge` (HFLM on the loaded model, log-likelihood of " A".." D"),
@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.lm_eval]
 
-QUESTIONS = 100
+QUESTIONS = 50
 
 
 def test_lm_eval_and_our_mmlu_scorer_agree_per_question(tmp_path):

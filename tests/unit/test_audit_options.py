@@ -44,5 +44,5 @@ def test_audit_options_are_checked_before_any_model(tmp_path, args, fragment):
 
 
 def test_export_lm_eval_mmlu_refuses_a_bad_size_before_writing(tmp_path):
-    assert_user_error(run_cli(["export", "lm-eval-mmlu", "--output", OUT, "--questions", "0"], tmp_path), "MMLU")
+    assert_user_error(run_cli(["export", "lm-eval-mmlu", "--output", OUT, "--questions", "0"], tmp_path), "--questions")
     assert_nothing_written(tmp_path)

@@ -105,7 +105,7 @@ def homes() -> dict[str, Any]:
 
 def stated() -> list[tuple[str, str, Any]]:
     """(`command --flag`, a pattern of its help text with the stated value as group 1, that value's home)."""
-    from forgetless.continual.config import STRATEGIES
+    from forgetless.continual.config import STRATEGIES, ContinualConfig
     from forgetless.demos.knowledge_audit import DEMO_RELATIONS
     from forgetless.engine.sampling import GENERATE_PRECISION, SamplingConfig
     from forgetless.knowledge.inject import InjectConfig
@@ -142,6 +142,7 @@ def stated() -> list[tuple[str, str, Any]]:
         ("probe --samples", rf"top-{number} ", ProbeSettings.top_k),
         ("demo --per-relation", rf"\({number} relations\)", len(DEMO_RELATIONS)),
         ("continual run --methods", r"Comma list of ([\w,]+)\.", ",".join(STRATEGIES)),
+        ("continual run --switch-type", r"(\w+) \(default\)", ContinualConfig.switch_type),
     ]
 
 

@@ -37,7 +37,7 @@ def test_tasks_and_options_parse_with_paths_relative_to_the_yaml(work, tmp_path_
     assert cfg.tasks[0] == ContinualTask("alpha", str(work / "a.jsonl"), str(work / "a.jsonl"), "exact_match")
     assert cfg.tasks[1].train == str(work / "data" / "b.jsonl") and cfg.tasks[1].max_train == 3
     assert cfg.train.lr == 2e-4 and cfg.rehearsal == 0.5  # a flag (not None) overrides the YAML and the default
-    assert cfg.switch_balanced is True and cfg.abstain_keep == 0.95
+    assert cfg.switch_balanced is True and cfg.abstain_keep == 0.99 and cfg.switch_type == "prototype"
 
 
 def test_builtin_suite_yaml_written_by_tasks_builtin_loads_as_is(tmp_path):
@@ -79,9 +79,9 @@ def test_bad_task_entries(work, tasks, fragment):
         load_continual_config(work / "seq.yaml", output=str(work / "out"))
 
 
-@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
 def test_rehearsal_fraction_outside_0_1(fraction):
-    with pytest.raises(ConfigError, match=r"rehearsal fraction must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"rehearsal fraction must be in \[0, 1\]"):
         ContinualConfig(tasks=[ContinualTask("a", "x", "y")], output="o", rehearsal=fraction).validate()
 
 
@@ -102,8 +102,23 @@ CLI_CASES = {
         ["duplicate task name 'alpha'"],
     ),
     "unknown metric": ("  - {name: alpha, train: a.jsonl, eval: a.jsonl, metric: bleu}\n", [], ["unknown metric"]),
-    "rehearsal 0": ("  - {name: alpha, train: a.jsonl, eval: a.jsonl}\n", ["--rehearsal", "0"], ["rehearsal"]),
-    "rehearsal 2": ("  - {name: alpha, train: a.jsonl, eval: a.jsonl}\n", ["--rehearsal", "2"], ["(0, 1]"]),
+    "rehearsal -1": ("  - {name: alpha, train: a.jsonl, eval: a.jsonl}\n", ["--rehearsal=-1"], ["rehearsal"]),
+    "rehearsal 2": ("  - {name: alpha, train: a.jsonl, eval: a.jsonl}\n", ["--rehearsal", "2"], ["[0, 1]"]),
+    "unknown switch type": (
+        "  - {name: alpha, train: a.jsonl, eval: a.jsonl}\n",
+        ["--switch-type", "knn"],
+        ["unknown switch_type 'knn'", "prototype"],
+    ),
+    "calibration too small": (
+        "  - {name: alpha, train: a.jsonl, eval: a.jsonl}\n",
+        [],
+        ["alpha", "per-task abstain thresholds need 10 held-out", "at least 40 distinct train prompts"],
+    ),
+    "calibration_size too small": (
+        "  - {name: alpha, train: a.jsonl, eval: a.jsonl}\ncalibration_size: 5\n",
+        [],
+        ["calibration_size >= 10"],
+    ),
     "empty train file": ("  - {name: alpha, train: empty.jsonl, eval: a.jsonl}\n", [], ["alpha", "empty"]),
 }
 

@@ -24,7 +24,7 @@ max_train: 4
 general_qa: 0
 mmlu: 2
 ood_mmlu: 3
-calibration_size: 4
+calibration_size: 12
 max_new_tokens: 3
 eval_batch_size: 8
 tasks:
@@ -41,7 +41,7 @@ def work(tmp_path_factory, tiny_model_dir) -> Path:
 
     root = tmp_path_factory.mktemp("continual")
     for task in TASKS:
-        train, evals = build_task(task, seed=0, n_train=24, n_eval=3)
+        train, evals = build_task(task, seed=0, n_train=48, n_eval=3)
         write_jsonl_atomic(root / f"{task}_train.jsonl", train)
         write_jsonl_atomic(root / f"{task}_eval.jsonl", evals)
     (root / "seq.yaml").write_text(CONFIG.format(model=tiny_model_dir))
@@ -78,8 +78,17 @@ def test_results_have_switch_on_top_and_every_baseline_below(run):
         assert {"switch_accuracy", "bwt", "aa", "R"} <= set(summary)
     assert set(on_disk["baselines"]) == {"sequential", "replay", "multitask"}
     assert on_disk["method"] == "switch" and 0 <= on_disk["switch_accuracy"] <= 1
-    assert on_disk["stages"][0]["threshold"] is None  # a one-task switch never abstains
-    assert on_disk["stages"][1]["threshold"] is not None
+    assert on_disk["switch_type"] == "prototype"  # its distance can abstain with one task already
+    assert set(on_disk["stages"][0]["threshold"]) == {"plural"}
+    assert set(on_disk["stages"][1]["threshold"]) == {"plural", "num2words"}  # one threshold per task
+    for stage in on_disk["stages"]:
+        assert set(stage["routing"]) == set(stage["oracle_score"]) == set(stage["routing_loss"])
+        for task, shares in stage["routing"].items():
+            assert shares["right"] + shares["misrouted"] + shares["abstained"] == pytest.approx(1.0)
+            assert shares["right"] == stage["switch_accuracy_per_task"][task] or shares["abstained"] > 0
+    split = on_disk["routing_split"]
+    assert split["bwt"] == pytest.approx(on_disk["bwt"]) and split["bwt_adapter"] == 0.0  # frozen adapters
+    assert "## Routing loss" in (run_dir / "report.md").read_text()
     assert len(on_disk["closed_set"]["R"]) == 4 and on_disk["closed_set"]["R"][0] == on_disk["R"][0]
     for summary in (on_disk, on_disk["baselines"]["sequential"], on_disk["baselines"]["replay"]):
         R = summary["R"]
@@ -106,7 +115,7 @@ def test_run_directory_layout(run):
     assert (run_dir / "baselines" / "sequential" / "stage3").is_dir()
     assert not (run_dir / "baselines" / "sequential" / "stage1").exists()  # only the latest is kept
     assert results["baselines"]["sequential"]["stages"][0]["adapter"] == "reused"  # = SwitchCIT's first LoRA
-    assert results["baselines"]["replay"]["stages"][2]["replayed_records"] == 2  # 1% of 24, at least 1, x2 tasks
+    assert results["baselines"]["replay"]["stages"][2]["replayed_records"] == 2  # 1% of 48, at least 1, x2 tasks
     report = (run_dir / "report.md").read_text()
     assert "## R matrix: sequential" in report and "BWT = 1/(T−1)" in report
     for name in ("R_switch", "R_sequential", "R_replay", "R_multitask", "task_scores"):
@@ -149,7 +158,13 @@ def test_r_matrix_follows_routing_with_perfect_adapters(work, run, monkeypatch, 
     assert seq["bwt"] == -1.0 and seq["forgetting"] == 1.0
     assert results["closed_set"]["R"] == results["R"]  # nothing abstains, so the paper's routing is the same
     accuracy = results["switch_accuracy"]
-    assert results["R"][-1] == [s for s in results["stages"][-1]["switch_accuracy_per_task"].values()]
+    last = results["stages"][-1]
+    assert results["R"][-1] == [s for s in last["switch_accuracy_per_task"].values()]
+    assert results["R"][-1] == [r["right"] for r in last["routing"].values()]  # perfect adapters: score = routing
+    assert results["oracle_R"][-1] == [1.0, 1.0, 1.0]
+    split = results["routing_split"]  # every point lost is a routing point
+    assert split["bwt_adapter"] == 0.0 and split["bwt_routing"] == pytest.approx(results["bwt"])
+    assert split["routing_loss"] == pytest.approx(1 - results["aa"])
     if accuracy == 1.0:
         assert results["bwt"] == 0.0 and results["aa"] == 1.0
 
@@ -203,8 +218,11 @@ def test_add_task_leaves_old_adapters_byte_identical(run, work, other_tiny_model
     assert_user_error(refused, "not the base model of this run")
     assert sha256_tree(run_dir / "adapters") == before
 
+    stats_before = sha256_tree(run_dir / "switch" / "prototypes")
     result = cli([*args, "--metric", "token_f1"], work)
     assert result.exit_code == 0, result.output
+    stats_after = sha256_tree(run_dir / "switch" / "prototypes")
+    assert {k: stats_after[k] for k in stats_before} == stats_before and len(stats_after) == 4  # old: untouched
     after = sha256_tree(run_dir / "adapters")
     assert {k: v for k, v in after.items() if not k.startswith("late")} == before
     assert "late/adapter_model.safetensors" in after
@@ -216,3 +234,26 @@ def test_add_task_leaves_old_adapters_byte_identical(run, work, other_tiny_model
     assert added[-1]["task"] == "late" and set(added[-1]["routed_score"]) == {"plural", "num2words", "dates", "late"}
     with pytest.raises(ConfigError, match="already in"):
         cli(args, work)
+
+
+def test_add_task_refuses_an_mlp_switch_without_memory(run, work, tmp_path):
+    """rehearsal 0 with the mlp switch: retraining on the new task alone would forget every old task."""
+    import shutil
+
+    from forgetless.adapters.switch import Switch
+    from forgetless.continual.switch_stage import CachedEncoder, load_switch
+
+    run_dir, _ = run
+    copy = tmp_path / "mlp_run"
+    shutil.copytree(run_dir, copy)
+    old, _ = load_switch(copy)
+    mlp = Switch(encoder=CachedEncoder(old.encoder.inner), fraction=0.0, switch_type="mlp", epochs=1)
+    for task, adapter in old.adapters.items():
+        mlp.update(task, [f"{task} prompt {i}" for i in range(4)], adapter)
+    shutil.rmtree(copy / "switch")
+    mlp.save(copy / "switch")
+    before = sha256_tree(copy)
+    args = ["continual", "add-task", "--run", str(copy), "--task", "later", "--train", "date_format_train.jsonl"]
+    refused = run_cli([*args, "--eval", "date_format_eval.jsonl"], work)
+    assert_user_error(refused, "keeps no rehearsal memory", "switch_type: prototype")
+    assert sha256_tree(copy) == before

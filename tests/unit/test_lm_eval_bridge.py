@@ -115,3 +115,11 @@ def test_mmlu_task_builder_writes_our_prompts(tmp_path):
     assert f"task: {TASK_NAME}" in text and json.dumps(str(path.parent / f"{TASK_NAME}.jsonl")) in text
     with pytest.raises(Exception, match=r"not empty|exists"):
         write_mmlu_task(tmp_path / "tasks", questions=60)
+
+
+def test_local_task_names_are_read_from_the_include_folder(tmp_path):
+    from forgetless.eval.lm_eval_bridge import local_task_names
+    from forgetless.eval.lm_eval_tasks import TASK_NAME, write_mmlu_task
+
+    path = write_mmlu_task(tmp_path / "tasks", questions=60)
+    assert local_task_names(path.parent) == [TASK_NAME] == local_task_names(path)

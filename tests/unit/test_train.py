@@ -115,3 +115,13 @@ def test_resume_continues_from_last_checkpoint(tiny_model_dir, qa_file, tmp_path
     reference = load_file(uninterrupted / "adapter_model.safetensors")
     for key, value in reference.items():
         torch.testing.assert_close(resumed[key], value, rtol=1e-4, atol=1e-6)
+
+
+def test_cpu_training_uses_eager_attention_for_short_records_only(tiny_model_dir):
+    from forgetless.models.load import load_model
+    from forgetless.models.runtime import training_attention
+
+    model, _, _ = load_model(str(tiny_model_dir), device="cpu")
+    assert model.config._attn_implementation == "sdpa"
+    assert training_attention(model, "cuda", 40) == "sdpa" and training_attention(model, "cpu", 600) == "sdpa"
+    assert training_attention(model, "cpu", 40) == "eager" == model.config._attn_implementation

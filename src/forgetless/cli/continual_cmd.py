@@ -25,7 +25,8 @@ def run(
     output: Path = typer.Option(..., "--output", "-o", help="Run directory to create."),
     model: str = model_option("HF id or local dir (default: YAML value or embedded)."),
     methods: str = typer.Option(None, "--methods", help="Comma list of switch,sequential,replay,multitask."),
-    rehearsal: float = typer.Option(None, "--rehearsal", help="Fraction of each task's prompts kept, in (0, 1]."),
+    rehearsal: float = typer.Option(None, "--rehearsal", help="Fraction of each task's prompts kept, in [0, 1]."),
+    switch_type: str = typer.Option(None, "--switch-type", help="prototype (default) or mlp (the paper's)."),
     max_train: int = typer.Option(None, "--max-train", help="LoRA train records per task at most."),
     max_eval: int = typer.Option(None, "--max-eval", help="Eval records per task at most."),
     epochs: float = typer.Option(None, "--epochs", help="Epochs per task adapter."),
@@ -45,6 +46,7 @@ def run(
         model=model,
         methods=chosen,
         rehearsal=rehearsal,
+        switch_type=switch_type,
         max_train=max_train,
         max_eval=max_eval,
         epochs=epochs,
@@ -93,7 +95,10 @@ def add_task(
         name=task, train=_abs(train), eval=_abs(eval), metric=metric, max_train=max_train, builtin=builtin
     )
     summary = add(run, spec, model=model, evaluate=evaluate)
-    line = f"added {task}: switch memory {summary['memory']} prompts, threshold {summary['threshold']}"
+    threshold = summary["threshold"]
+    if isinstance(threshold, dict):  # per-task thresholds
+        threshold = ", ".join(f"{name} {value:.4g}" for name, value in threshold.items())
+    line = f"added {task}: switch memory {summary['memory']} prompts, threshold {threshold}"
     if "switch_accuracy" in summary:
         line += f", switch accuracy {summary['switch_accuracy']:.3f}"
     out_console.print(line)

@@ -95,6 +95,8 @@ def check_probe_output(output: Path, key: str | None) -> Path:
         raise OutputError(f"{output}: --output is not empty and holds no probe cache; pick another --output")
     if key is None or (cache / f"{key}.jsonl").is_file() or (cache / f"{key}.meta.json").is_file():
         return output
+    if not any(cache.glob("*.jsonl")) and not any(cache.glob("*.meta.json")):
+        return output  # a run killed before its first row was cached: nothing of another probe to keep
     raise OutputError(
         f"{output}: --output holds a probe of another model, adapter or settings; "
         "rerun with the same options to resume, or pick another --output"

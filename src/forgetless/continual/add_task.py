@@ -6,9 +6,11 @@
     from forgetless.continual.add_task import add_task
     add_task("runs/cit", ContinualTask("dates", builtin="date_format"))
 
-A fresh LoRA is trained for the new task with the run's options (RUN/adapters/<task>); the switch is
-retrained on the new prompts plus its rehearsal memory (the only old data it keeps), recalibrated on the
-held-out prompts of all its tasks, and saved. Old adapters are never opened for writing. Then every task
+A fresh LoRA is trained for the new task with the run's options (RUN/adapters/<task>); the switch takes
+the new task (mlp: retrained on the new prompts plus its rehearsal memory, the only old data it keeps;
+prototype: the new task's statistics are added, no other task's file is rewritten), is recalibrated on
+the held-out prompts of all its tasks, and saved. Old adapters are never opened for writing. An mlp
+switch with no memory (rehearsal 0) is refused: it would forget every old task. Then every task
 is scored through the updated switch and the result is appended to results.json under `added_tasks`.
 A `model` other than the run's base is refused (ModelError) before anything is trained.
 """
@@ -48,6 +50,15 @@ def check_same_base(manifest: dict[str, Any], model: str | None) -> None:
         )
 
 
+def check_switch_can_grow(switch: Any) -> None:
+    """Refuse a switch that cannot take a task without forgetting: an mlp switch with no rehearsal memory."""
+    if switch.switch_type == "mlp" and len(switch.memory) == 0 and switch.task_names:
+        raise ConfigError(
+            "this run's mlp switch keeps no rehearsal memory (rehearsal 0): retrained on the new task alone it "
+            "would forget every old task; start a new run with switch_type: prototype (or rehearsal > 0)"
+        )
+
+
 def add_task(run_dir: str | Path, task: ContinualTask, model: str | None = None, evaluate: bool = True) -> dict:
     """Train the new task's adapter, update and save the switch, optionally score every task; returns a summary."""
     from forgetless.continual.data import prepare_task
@@ -64,13 +75,20 @@ def add_task(run_dir: str | Path, task: ContinualTask, model: str | None = None,
     cfg.validate()
     check_same_base(manifest, model)
     switch, calibration = load_switch(run_dir)
+    check_switch_can_grow(switch)
     td = prepare_task(cfg, task, run_dir)
     started = time.perf_counter()
     ensure_adapter(cfg, td.adapter_data, run.adapter_home(task.name), reuse=[])
     trained = time.perf_counter()
     calibration[task.name] = td.calibration
     update = add_task_to_switch(
-        switch, task.name, td.switch_prompts, run.recorded_adapter(task.name), calibration, cfg.abstain_keep
+        switch,
+        task.name,
+        td.switch_prompts,
+        run.recorded_adapter(task.name),
+        calibration,
+        cfg.abstain_keep,
+        cfg.abstain_per_task,
     )
     save_switch(switch, run_dir, calibration)
     write_json_atomic(run.manifest_path, manifest | {"tasks": [t.to_dict() for t in cfg.tasks]})

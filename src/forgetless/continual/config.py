@@ -77,13 +77,16 @@ class ContinualConfig(HoldsTrainArgs):
     train: TrainArgs = field(default_factory=continual_train_args)  # task adapters (TRAIN_OPTIONS are flat)
     max_train: int | None = None  # default cap of every task's LoRA records
     # switch
-    rehearsal: float = 0.01  # fraction of each task's prompts kept for the switch (and replayed by `replay`)
+    rehearsal: float = 0.01  # fraction of each task's prompts kept for the mlp switch (and replayed by `replay`)
+    switch_type: str = "prototype"  # or "mlp" (the paper's); measured in experiments/continual_switch.py
     switch_encoder: str = "minilm"
-    switch_balanced: bool = True  # class-weighted loss; measured better than the paper's plain loss, see README
-    switch_score: str = "energy"  # measured: OOD AUROC 0.995 vs 0.982 for max_softmax (README)
-    switch_epochs: int = 20
-    abstain_keep: float | None = 0.95  # None: never abstain (the paper's closed-set switch)
-    calibration_size: int = 50  # held-out prompts per task (at most a quarter) that only set the abstain threshold
+    switch_balanced: bool = True  # mlp: class-weighted loss; measured better than the paper's plain loss, see README
+    switch_score: str | None = None  # None: energy for mlp (OOD AUROC 0.995 vs 0.982), max_logit for prototype
+    switch_epochs: int = 20  # mlp only
+    switch_shrinkage: float | None = None  # prototype: covariance shrinkage in [0, 1]; None = Ledoit-Wolf
+    abstain_keep: float | None = 0.99  # share of held-out task prompts kept; None: never abstain (closed set)
+    abstain_per_task: bool = True  # one threshold per task (normal fit); false: one global empirical quantile
+    calibration_size: int = 50  # held-out items per task (at most a quarter; all their prompts) that set abstaining
     # evaluation
     max_eval: int | None = None
     eval_all_tasks: bool = False  # also score tasks more than one stage ahead (no metric uses them)
@@ -107,9 +110,8 @@ class ContinualConfig(HoldsTrainArgs):
         unknown = [m for m in self.methods if m not in STRATEGIES]
         _check(not unknown, f"unknown method {unknown[:1]}; choose from {', '.join(STRATEGIES)}")
         _check(bool(self.methods), "methods is empty; choose from " + ", ".join(STRATEGIES))
-        _check(0 < self.rehearsal <= 1, f"rehearsal fraction must be in (0, 1], got {self.rehearsal}")
-        keep = self.abstain_keep
-        _check(keep is None or 0 < keep <= 1, f"abstain_keep must be in (0, 1] or null, got {keep}")
+        _check(0 <= self.rehearsal <= 1, f"rehearsal fraction must be in [0, 1], got {self.rehearsal}")
+        self._validate_switch()
         train = self.train
         positive = {"lr": train.lr, "epochs": train.epochs, "rank": train.rank, "batch_size": train.batch_size}
         positive |= {"switch_epochs": self.switch_epochs, "eval_batch_size": self.eval_batch_size}
@@ -118,12 +120,32 @@ class ContinualConfig(HoldsTrainArgs):
             _check(value > 0, f"{name} must be positive, got {value}")
         for name in ("general_qa", "mmlu", "ood_mmlu"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("max_train", "max_eval"):  # 0 would leave a task nothing to train on or score
+            value = getattr(self, name)
+            _check(value is None or value >= 1, f"--{name.replace('_', '-')} / {name} must be >= 1, got {value}")
         _check(self.max_new_tokens is None or self.max_new_tokens > 0, "max_new_tokens must be positive")
         _check(train.max_steps == -1 or train.max_steps > 0, "max_steps must be a positive integer (or -1)")
         seen: set[str] = set()
         for index, task in enumerate(self.tasks):
             _validate_task(task, index, seen)
         return self
+
+    def _validate_switch(self) -> None:
+        from forgetless.adapters.switch.scores import MIN_PER_TASK
+        from forgetless.adapters.switch.switch import check_switch_type
+
+        check_switch_type(self.switch_type, self.switch_score)
+        shrink = self.switch_shrinkage
+        _check(shrink is None or 0 <= shrink <= 1, f"switch_shrinkage must be in [0, 1] or null, got {shrink}")
+        keep = self.abstain_keep
+        _check(keep is None or 0 < keep <= 1, f"abstain_keep must be in (0, 1] or null, got {keep}")
+        if keep is not None and self.abstain_per_task:
+            _check(keep < 1, "per-task abstain thresholds need abstain_keep < 1 (null: never abstain)")
+            _check(
+                self.calibration_size >= MIN_PER_TASK,
+                f"per-task abstain thresholds need at least {MIN_PER_TASK} held-out calibration prompts per task: "
+                f"set calibration_size >= {MIN_PER_TASK} (got {self.calibration_size}), or abstain_per_task: false",
+            )
 
     @property
     def task_names(self) -> list[str]:

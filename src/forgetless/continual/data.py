@@ -5,8 +5,12 @@
     data["plural"].adapter_train               # the records its LoRA trains on (max_train sample)
 
 Per task, from N train records: the LoRA trains on a seeded `max_train` sample; `calibration_size`
-prompts are held out of the switch's training (they only set the abstain threshold); the switch trains
-on the other prompts. Eval records are a seeded `max_eval` sample of the eval file. Built-in tasks are
+items are held out of the switch's training (their prompts only set the abstain threshold); the switch
+trains on the other prompts. An item is a record's answer: every prompt of a held-out item is held out,
+so no calibration prompt asks about something the switch trained on (eval items are unseen too; a
+calibration prompt sharing its item with a training prompt sits too close and makes the threshold too
+tight). A task with fewer than 4 x MIN_PER_TASK distinct answers (labels, not items) is split by prompt.
+Eval records are a seeded `max_eval` sample of the eval file. Built-in tasks are
 written to `RUN/data/<task>/{train,eval}.jsonl`; every LoRA's exact training file is written next to them
 (`adapter_train.jsonl`, `<baseline>_stage<i>.jsonl`) so each adapter's `forgetless.json` names real data.
 A `datasets` hub name loads its `train` split for `train` and `test` for `eval`; `org/name@split` picks one.
@@ -15,6 +19,7 @@ A `datasets` hub name loads its `train` split for `train` and `test` for `eval`;
 from __future__ import annotations
 
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +81,16 @@ def prepare_tasks(cfg: ContinualConfig, run_dir: Path) -> dict[str, TaskData]:
 def prepare_task(cfg: ContinualConfig, task: ContinualTask, run_dir: Path) -> TaskData:
     """Load one task (building a built-in one into RUN/data/<task>/) and split its records."""
     folder = run_dir / "data" / task.name
+    existed = folder.exists()
+    try:
+        return _prepare(cfg, task, folder)
+    except BaseException:
+        if not existed:  # nothing half-written
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _prepare(cfg: ContinualConfig, task: ContinualTask, folder: Path) -> TaskData:
     train_src, eval_src = task.train, task.eval
     if task.builtin:
         train_src, eval_src = _write_builtin(cfg, task, folder)
@@ -84,7 +99,7 @@ def prepare_task(cfg: ContinualConfig, task: ContinualTask, run_dir: Path) -> Ta
     cap = task.max_train or cfg.max_train
     adapter_train = _sample(train, cap, f"{cfg.seed}:{task.name}:adapter")
     prompts = list(dict.fromkeys(prompt_text(r) for r in train))
-    calibration = _calibration(prompts, cfg, task.name)
+    calibration = _calibration(train, cfg, task.name)
     held = set(calibration)
     switch_prompts = [p for p in prompts if p not in held]
     adapter_data = write_training_file(folder / "adapter_train.jsonl", adapter_train)
@@ -120,12 +135,51 @@ def _sample(records: list, cap: int | None, seed: str) -> list:
     return [records[i] for i in keep]
 
 
-def _calibration(prompts: list[str], cfg: ContinualConfig, name: str) -> list[str]:
-    """Held-out prompts for the abstain threshold; none when abstaining is off or the task is too small."""
-    if cfg.abstain_keep is None or len(prompts) < 4:
+def prompts_by_item(records: list[Record]) -> dict[str, list[str]]:
+    """{item: its distinct prompts}, in file order; the item is the reference answer (`response_text`).
+
+    A prompt is kept under the first item it occurs with (a prompt is never in two groups)."""
+    items: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for record in records:
+        prompt = prompt_text(record)
+        if prompt not in seen:
+            seen.add(prompt)
+            items.setdefault(response_text(record), []).append(prompt)
+    return items
+
+
+def _calibration(train: list[Record], cfg: ContinualConfig, name: str) -> list[str]:
+    """Held-out prompts for the abstain threshold: every prompt of `calibration_size` (at most a quarter
+    of the) items; none when abstaining is off or the task is too small (see `_check_calibration`)."""
+    from forgetless.adapters.switch.scores import MIN_PER_TASK
+
+    if cfg.abstain_keep is None:
         return []
-    size = min(cfg.calibration_size, len(prompts) // 4)
-    return _sample(prompts, size, f"{cfg.seed}:{name}:calibration")
+    items = prompts_by_item(train)
+    groups = list(items.values())
+    n_prompts = sum(len(g) for g in groups)
+    _check_calibration(cfg, name, n_prompts, len(items))
+    if len(groups) < 4 * MIN_PER_TASK:  # few distinct answers: labels, not items; hold out single prompts
+        groups = [[p] for p in dict.fromkeys(prompt_text(r) for r in train)]
+    if len(groups) < 4:
+        return []
+    held = _sample(groups, min(cfg.calibration_size, len(groups) // 4), f"{cfg.seed}:{name}:calibration")
+    return [p for group in held for p in group]
+
+
+def _check_calibration(cfg: ContinualConfig, name: str, n_prompts: int, n_items: int) -> None:
+    """Per-task thresholds need MIN_PER_TASK held-out items (or prompts) per task: say how many that takes."""
+    from forgetless.adapters.switch.scores import MIN_PER_TASK
+
+    if not cfg.abstain_per_task or n_prompts >= 4 * MIN_PER_TASK:
+        return
+    raise DataError(
+        f"task {name!r}: per-task abstain thresholds need {MIN_PER_TASK} held-out calibration prompts, i.e. at "
+        f"least {4 * MIN_PER_TASK} distinct train prompts (a quarter is held out, grouped by answer when "
+        f"there are {4 * MIN_PER_TASK} distinct answers); it has {n_prompts} ({n_items} distinct answers). "
+        "Add prompts, or set abstain_per_task: false (or abstain_keep: null)"
+    )
 
 
 def write_training_file(path: Path, records: list[Record]) -> Path:

@@ -60,7 +60,7 @@ def render_report(results: dict[str, Any], plots: list[Path]) -> str:
     lines = [f"# Continual instruction tuning: {', '.join(tasks)}", ""]
     lines += [f"Base model `{results.get('base_model')}`; status **{results.get('status')}**.", ""]
     lines += _task_table(results) + _summary_table(results) + ["## Formulas", "", FORMULAS]
-    lines += _switch_table(results) + _general_table(results)
+    lines += _switch_table(results) + _routing_table(results) + _general_table(results)
     for method, summary in methods_of(results).items():
         lines += _r_table(method, summary, tasks)
     lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
@@ -124,6 +124,37 @@ def _switch_table(results: dict[str, Any]) -> list[str]:
         "routed right: reached its own adapter after the abstain threshold; abstain: share sent to the base;",
         "AUROC / FPR@95: seen tasks' eval prompts vs foreign prompts (chat + MMLU) by the switch's score;",
         "routed / oracle score: mean over seen tasks through the switch / with each task's own adapter.",
+        "",
+    ]
+    return lines
+
+
+def _routing_table(results: dict[str, Any]) -> list[str]:
+    """Per stage and task: right adapter / misrouted (to which task) / abstained, and the BWT split."""
+    stages = results.get("stages") if results.get("R") else None
+    if not stages or "routing" not in stages[0]:
+        return []
+    split = results.get("routing_split") or {}
+    lines = ["## Routing loss", ""]
+    if "bwt" in split:
+        lines += [
+            f"BWT {_signed(split['bwt'])} = adapter part {_signed(split['bwt_adapter'])} "
+            f"+ routing part {_signed(split['bwt_routing'])}; score lost to routing after the last task: "
+            f"{_fmt(split['routing_loss'])} (mean over tasks of oracle − routed).",
+            "",
+        ]
+    lines += ["| stage | task | right adapter | misrouted | misrouted to | abstained | routed | oracle |"]
+    lines.append("|---" * 8 + "|")
+    for s in stages:
+        for task, r in s["routing"].items():
+            to = ", ".join(f"{k} {v:.2f}" for k, v in r["misrouted_to"].items()) or "–"
+            cells = [s["stage"], task, _fmt(r["right"]), _fmt(r["misrouted"]), to, _fmt(r["abstained"])]
+            cells += [_fmt(s["routed_score"].get(task)), _fmt(s["oracle_score"].get(task))]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += [
+        "",
+        "Shares of each task's eval prompts answered by its own adapter, another task's adapter or the base",
+        "model; routed: the task's score through the switch, oracle: every prompt on its own adapter.",
         "",
     ]
     return lines

@@ -180,8 +180,11 @@ def _open_run_dir(cfg: ContinualConfig) -> Path:
     """The run directory: new, replaced (`overwrite`), or continued (`resume`, needs its run.json)."""
     run_dir = Path(cfg.output)
     if cfg.resume:
-        if not RunDir(run_dir).manifest_path.is_file():
+        if RunDir(run_dir).manifest_path.is_file():
+            return run_dir
+        if not _killed_before_manifest(run_dir):
             raise OutputError(f"{run_dir}: nothing to resume (no run.json); drop --resume to start a new run")
+        mark_output(run_dir)  # nothing finished yet: start in place (the data files are written again)
         return run_dir
     check_output_dir(run_dir, cfg.overwrite, inputs=[cfg.source, *_input_paths(cfg)])
     if cfg.overwrite and run_dir.is_dir():
@@ -189,6 +192,14 @@ def _open_run_dir(cfg: ContinualConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     mark_output(run_dir)
     return run_dir
+
+
+def _killed_before_manifest(run_dir: Path) -> bool:
+    """A run directory of ours whose run was killed before it wrote run.json: empty, or our marker and data/."""
+    if not run_dir.is_dir():
+        return False
+    names = {p.name for p in run_dir.iterdir()}
+    return names <= {OUTPUT_MARKER, "data"} and (not names or OUTPUT_MARKER in names)
 
 
 def _input_paths(cfg: ContinualConfig) -> list[str]:

@@ -3,6 +3,8 @@
 - `switch` (SwitchCIT): a fresh LoRA per task on the frozen base (`RUN/adapters/<task>`, never touched
   again), the switch retrained on the new task's prompts + its rehearsal memory, the abstain threshold
   recalibrated; every task is then answered through the switch (foreign-looking prompts go to the base).
+  Each stage also records the routing breakdown and the oracle score (see `routing_loss.py`), so that
+  BWT splits into a routing part and an adapter part (`routing_split`).
   `R` is what a user gets (abstaining switch); `closed_set.R` routes every prompt to its argmax task (the
   paper's switch), so the two differ only by the ~5% of task prompts the threshold sends to the base.
 - `sequential`: one LoRA trained further on each task in turn (the classic forgetting baseline).
@@ -28,6 +30,7 @@ from typing import Any
 from forgetless.adapters.switch.memory import sample_size
 from forgetless.continual.data import write_training_file
 from forgetless.continual.evaluate import EvalContext, fixed_route, method_summary
+from forgetless.continual.routing_loss import bwt_split, oracle_rows
 from forgetless.continual.run_dir import RunDir
 from forgetless.continual.switch_stage import (
     add_task_to_switch,
@@ -64,7 +67,13 @@ def run_switch(ctx: EvalContext, run_dir: Path, on_stage: OnStage) -> dict[str, 
         calibration[task] = ctx.data[task].calibration
         stage = {"stage": i + 1, "task": task, "adapter": how, "seconds": {"train": _since(started)}}
         stage |= add_task_to_switch(
-            switch, task, ctx.data[task].switch_prompts, run.recorded_adapter(task), calibration, ctx.cfg.abstain_keep
+            switch,
+            task,
+            ctx.data[task].switch_prompts,
+            run.recorded_adapter(task),
+            calibration,
+            ctx.cfg.abstain_keep,
+            ctx.cfg.abstain_per_task,
         )
         save_switch(switch, run_dir, calibration)
         started = time.perf_counter()
@@ -86,6 +95,7 @@ def _switch_stage_stats(ctx: EvalContext, switch: Any, row: list, stage: int) ->
     stats = switch_stats(switch, {t: ctx.data[t].eval_prompts for t in seen}, ctx.ood)
     stats["routed_score"] = {t: row[j] for j, t in enumerate(seen)}
     stats["oracle_score"] = {t: ctx.score_task(t, [t] * len(ctx.data[t].eval)) for t in seen}
+    stats["routing_loss"] = {t: stats["oracle_score"][t] - stats["routed_score"][t] for t in seen}
     stats["general"] = ctx.general.evaluate(ctx.pool, lambda prompts: route_names(switch, prompts))
     return stats
 
@@ -95,9 +105,13 @@ def _switch_summary(ctx: EvalContext, rows: list, closed: list, stages: list) ->
     last = stages[-1]
     extra = {"switch_accuracy": last["switch_accuracy"], "routed_accuracy": last["routed_accuracy"]}
     extra |= {k: last.get(k) for k in ("abstain_id", "abstain_ood", "auroc", "fpr_at_95_tpr")}
-    extra["rehearsal"] = ctx.cfg.rehearsal
+    extra |= {"rehearsal": ctx.cfg.rehearsal, "switch_type": ctx.cfg.switch_type}
     paper = method_summary(closed, [], len(ctx.tasks))
     extra["closed_set"] = {k: paper[k] for k in ("R", "aa", "bwt", "fwt", "forgetting")}
+    oracle = oracle_rows(stages, ctx.tasks)
+    extra["oracle_R"] = oracle
+    extra["routing_split"] = bwt_split(rows, oracle) if len(rows) == len(ctx.tasks) + 1 else {}
+    extra["closed_set"]["routing_split"] = bwt_split(closed, oracle) if len(rows) == len(ctx.tasks) + 1 else {}
     return method_summary(rows, stages, len(ctx.tasks), **extra)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from forgetless.adapters.names import BASE
 from forgetless.adapters.switch import Switch, make_encoder, ood_metrics
 from forgetless.continual.config import ContinualConfig
+from forgetless.continual.routing_loss import routing_breakdown
 from forgetless.continual.run_dir import RunDir
 from forgetless.errors import DataError
 from forgetless.utils.fileio import write_json_atomic
@@ -52,10 +53,12 @@ def new_switch(cfg: ContinualConfig, encoder: Any = None) -> Switch:
     return Switch(
         encoder=encoder,
         fraction=cfg.rehearsal,
-        score=cfg.switch_score,
+        score=cfg.switch_score or ("energy" if cfg.switch_type == "mlp" else None),
         epochs=cfg.switch_epochs,
         seed=cfg.seed,
         balanced=cfg.switch_balanced,
+        switch_type=cfg.switch_type,
+        shrinkage=cfg.switch_shrinkage,
     )
 
 
@@ -82,23 +85,35 @@ def read_calibration(switch_dir: Path) -> dict[str, list[str]]:
 
 
 def add_task_to_switch(
-    switch: Switch, name: str, prompts: list[str], adapter: str, calibration: dict[str, list[str]], keep: float | None
+    switch: Switch,
+    name: str,
+    prompts: list[str],
+    adapter: str,
+    calibration: dict[str, list[str]],
+    keep: float | None,
+    per_task: bool = True,
 ) -> dict[str, Any]:
-    """Train the switch on the new task's prompts + its memory, then set the abstain threshold again."""
+    """Add the task to the switch (mlp: retrain on its prompts + the memory), then set the thresholds again."""
     losses = switch.update(name, prompts, adapter)
-    threshold = recalibrate(switch, calibration, keep)
-    return {"switch_loss": losses[-1], "threshold": threshold, "memory": len(switch.memory)}
+    threshold = recalibrate(switch, calibration, keep, per_task)
+    return {"switch_loss": losses[-1] if losses else None, "threshold": threshold, "memory": len(switch.memory)}
 
 
-def recalibrate(switch: Switch, calibration: dict[str, list[str]], keep: float | None) -> float | None:
-    """Threshold keeping `keep` of the held-out prompts of the switch's tasks; None = never abstain.
+def recalibrate(
+    switch: Switch, calibration: dict[str, list[str]], keep: float | None, per_task: bool = True
+) -> float | dict[str, float] | None:
+    """Abstain threshold(s) keeping about `keep` of the held-out prompts (per task, or pooled); None = never.
 
-    A one-task switch never abstains: its softmax is always 1, and its energy (the single logit) was
-    measured useless for telling foreign prompts apart (AUROC 0.43 on the built-in suite)."""
+    A one-task mlp switch never abstains: its softmax is always 1, and its energy (the single logit) was
+    measured useless for telling foreign prompts apart (AUROC 0.43 on the built-in suite). The prototype
+    switch's distance works with one task too."""
     held = [p for task in switch.task_names for p in calibration.get(task, [])]
-    if keep is None or not held or len(switch.task_names) < 2:  # one task: no score can tell "foreign" apart
-        switch.threshold = None
+    one_mlp = switch.switch_type == "mlp" and len(switch.task_names) < 2
+    if keep is None or not held or one_mlp:
+        switch.threshold, switch.thresholds = None, None
         return None
+    if per_task:
+        return switch.calibrate_per_task(calibration, keep=keep)
     return switch.calibrate(held, keep=keep)
 
 
@@ -112,11 +127,12 @@ def save_switch(switch: Switch, run_dir: Path, calibration: dict[str, list[str]]
 
 def closed_set_tasks(switch: Switch, prompts: list[str]) -> list[str]:
     """The switch's argmax task per prompt, ignoring the abstain threshold (the paper's routing)."""
-    threshold, switch.threshold = switch.threshold, None
+    saved = switch.threshold, switch.thresholds
+    switch.threshold, switch.thresholds = None, None
     try:
         return [r.task for r in switch.route(prompts)]
     finally:
-        switch.threshold = threshold
+        switch.threshold, switch.thresholds = saved
 
 
 def route_names(switch: Switch, prompts: list[str]) -> list[str | None]:
@@ -143,7 +159,8 @@ def switch_stats(switch: Switch, eval_prompts: dict[str, list[str]], ood: list[s
         "routed_accuracy": _share(r == g for r, g in zip(routed, truth, strict=True)),
         "switch_accuracy_per_task": per_task,
         "abstain_id": _share(r is None for r in routed),
-        "threshold": switch.threshold,
+        "routing": routing_breakdown(truth, routed),
+        "threshold": switch.thresholds if switch.thresholds is not None else switch.threshold,
     }
     if ood:
         ood_routed = route_names(switch, ood)

@@ -72,7 +72,7 @@ def run_lm_eval(model, tokenizer, options: LmEvalOptions, log_samples: bool = Fa
                 tasks=options.tasks,
                 limit=options.limit,
                 num_fewshot=options.shots,
-                task_manager=_task_manager(options.include),
+                task_manager=_task_manager(options.include, options.tasks),
                 log_samples=log_samples,
             )
     except Exception as exc:  # any failure inside lm-eval (usually unreachable data) skips it
@@ -98,12 +98,26 @@ def lm_eval_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     return {"results": table}
 
 
-def _task_manager(include: Path | None):
+def _task_manager(include: Path | None, tasks: list[str]):
+    """lm-eval's task index with the local tasks; its ~thousands of built-in task YAMLs are indexed only
+    when a requested task is not defined locally (indexing them costs tens of seconds)."""
     if include is None:
         return None
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(Path(include).resolve()))
+    local = set(local_task_names(Path(include)))
+    return TaskManager(include_path=str(Path(include).resolve()), include_defaults=not set(tasks) <= local)
+
+
+def local_task_names(include: Path) -> list[str]:
+    """The `task:` names of the YAML files in `include` (a folder, searched recursively, or one file)."""
+    files = [include] if include.is_file() else sorted(include.rglob("*.yaml"))
+    names = []
+    for path in files:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("task:"):
+                names.append(line.split(":", 1)[1].strip().strip("'\""))
+    return names
 
 
 @contextmanager

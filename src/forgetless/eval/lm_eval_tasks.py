@@ -21,6 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
+from forgetless.errors import ConfigError
 from forgetless.eval.mmlu import LETTERS, build_prompt, sample_mmlu
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_text_atomic
 
@@ -52,7 +53,14 @@ def write_mmlu_task(
     """Write `<folder>/forgetless_mmlu.yaml` and its JSONL (rows: id, subject, prompt, answer index),
     built aside and renamed into place; returns the YAML's path. Questions: `sample_mmlu(questions, seed,
     shots)`. An existing non-empty folder is replaced only with `overwrite`, and only if forgetless wrote it."""
-    items = sample_mmlu(questions, seed=seed, shots=shots)  # checks the counts before anything is written
+    if questions < 1:
+        raise ConfigError(f"--questions must be >= 1 (MMLU questions in the task), got {questions}")
+    if shots < 0:
+        raise ConfigError(f"--shots must be >= 0 (exemplars per prompt), got {shots}")
+    try:  # checks the counts before anything is written
+        items = sample_mmlu(questions, seed=seed, shots=shots)
+    except ConfigError as exc:
+        raise ConfigError(f"--questions {questions}: {exc}") from None
     final = check_output_dir(folder, overwrite).resolve()
     stage = staging_dir(final)
     shutil.rmtree(stage, ignore_errors=True)

@@ -6,8 +6,10 @@
     cache.append(rows)                        # after each completed batch: write, flush, fsync
 
 Layout: `<cache_dir>/<key>.jsonl` (one line per probed fact, appended as batches finish) and
-`<cache_dir>/<key>.meta.json` (what the key stands for, for people). A run killed mid-write leaves at
-most one partial last line; `load` drops it (truncating the file) so that the next run appends cleanly.
+`<cache_dir>/<key>.meta.json` (what the key stands for, for people). Each append (one chunk of facts)
+tags its rows with an id and its row count: a run killed mid-write leaves at most the rows of its last
+append, maybe with a partial last line, and `load` drops them all (truncating the file), so a resumed run
+probes that chunk's facts together again, as the uninterrupted run did (sampling depends on the batch).
 A row is reused only if its `fact_hash` (the fact's content) and `exemplar_ids` (the few-shot prompts)
 still match, so an edited fact or a different fact pool is probed again.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from forgetless.utils.fileio import write_json_atomic
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 _CHUNK = 1 << 20
+APPEND_ID, APPEND_ROWS = "append_id", "append_rows"  # on every row: which append wrote it, and that append's size
 
 
 def _digest(obj: Any, length: int = 16) -> str:
@@ -85,32 +89,40 @@ class ProbeCache:
         return self.path.is_file()
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """{fact_id: row} of completed facts; a partial last line (killed run) is dropped from the file."""
+        """{fact_id: row} of completed facts; the rows of an unfinished last append (killed run) are dropped
+        from the file."""
         if not self.path.is_file():
             return {}
         raw = self.path.read_bytes()
-        complete = raw[: raw.rfind(b"\n") + 1]
-        if len(complete) != len(raw):
+        rows = _whole_appends(self._parse(raw[: raw.rfind(b"\n") + 1]))
+        end = rows[-1][0] if rows else 0
+        if end != len(raw):
             with self.path.open("r+b") as handle:
-                handle.truncate(len(complete))
-        rows: dict[str, dict[str, Any]] = {}
-        for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
+                handle.truncate(end)
+        return {str(row.get("fact_id")): row for _, row in rows}
+
+    def _parse(self, complete: bytes) -> list[tuple[int, dict[str, Any]]]:
+        """(end offset in the file, row) of every non-blank line."""
+        rows, end = [], 0
+        for number, line in enumerate(complete.splitlines(keepends=True), start=1):
+            end += len(line)
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                rows.append((end, json.loads(line)))
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 raise DataError(
                     f"{self.path}:{number}: probe cache line is not valid JSON; delete the file to re-probe"
                 ) from None
-            rows[str(row.get("fact_id"))] = row
         return rows
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append rows as JSON lines, then flush and fsync (a completed batch survives a kill)."""
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        if not text:
+        rows = list(rows)
+        if not rows:
             return
+        tag = {APPEND_ID: uuid.uuid4().hex[:12], APPEND_ROWS: len(rows)}
+        text = "".join(json.dumps({**row, **tag}, ensure_ascii=False) + "\n" for row in rows)
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.meta and not self.meta_path.is_file():
             write_json_atomic(self.meta_path, {"key": self.key, **self.meta})
@@ -118,3 +130,15 @@ class ProbeCache:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _whole_appends(rows: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    """`rows` without the last append's rows when fewer than it wrote reached the file (rows of older
+    versions carry no append tag and are kept)."""
+    last = rows[-1][1].get(APPEND_ID) if rows else None
+    if last is None:
+        return rows
+    tail = 0
+    while tail < len(rows) and rows[-1 - tail][1].get(APPEND_ID) == last:
+        tail += 1
+    return rows if tail >= rows[-1][1].get(APPEND_ROWS, 0) else rows[:-tail]

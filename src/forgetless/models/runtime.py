@@ -1,4 +1,5 @@
-"""Where and in which precision a model runs: device choice, the bf16 policy, and a head-input fix.
+"""Where and in which precision a model runs: device choice, the bf16 policy, the attention kernel for
+training, and a head-input fix.
 
 from forgetless.models.runtime import pick_device, resolve_precision, autocast
 with autocast(model.device.type, resolve_precision("auto", model.device.type)):
@@ -20,6 +21,27 @@ def pick_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+EAGER_ATTENTION_MAX_TOKENS = 512
+
+
+def training_attention(model, device: str, longest: int) -> str:
+    """Train on the CPU with eager attention when no record is longer than 512 tokens.
+
+    torch's CPU SDPA kernel with a mask (left-padded batches always have one) is 2-4x slower than
+    eager attention at these lengths, forward + backward, in bf16 (measured: 12.6 vs 3.2 ms at 48
+    tokens, 19.8 vs 9.7 at 128, equal at 512); it made a LoRA step on short QA ~15% slower. Longer
+    records, and every GPU, keep the model's own choice. Returns the implementation now in use.
+    """
+    current = getattr(model.config, "_attn_implementation", None)
+    if device != "cpu" or current != "sdpa" or longest > EAGER_ATTENTION_MAX_TOKENS:
+        return str(current)
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    else:  # pragma: no cover - transformers without the setter
+        model.config._attn_implementation = "eager"
+    return "eager"
 
 
 @cache

@@ -47,13 +47,15 @@ class RichProgressCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         self.close()
 
-    def close(self) -> None:
-        """End the bar (also when training stops with an error); a bar nested in another display leaves."""
+    def close(self, failed: bool = False) -> None:
+        """End the bar; a bar nested in another display leaves it. When training failed, the bar vanishes
+        (the error then stays the one line on stderr)."""
         if self._bar is None:
             return
         if self._nested:
             self._bar.remove_task(self._task)
-        self._context.__exit__(None, None, None)
+        error = RuntimeError("training failed") if failed else None
+        self._context.__exit__(type(error) if error else None, error, None)
         self._bar = self._context = None
 
 

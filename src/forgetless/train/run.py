@@ -5,14 +5,15 @@
 
 The run is built in a hidden staging sibling `.OUTPUT.partial/` (checkpoints live there, which is what
 `resume=True` continues from) and renamed to OUTPUT only when complete, so a failed run never leaves a
-half-written output directory. OUTPUT is a standard PEFT adapter plus `forgetless.json`.
+half-written output directory. OUTPUT is a standard PEFT adapter plus `forgetless.json`. A kill after
+publication leaves nothing to resume: `resume=True` then returns the published adapter when it is this
+same run's (same data and options), so repeating `--resume` until it succeeds is always safe.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,14 @@ from forgetless.adapters.registry import build_method
 from forgetless.data.records import Record, data_hash, load_records
 from forgetless.errors import ConfigError, OutputError
 from forgetless.train.config import TrainConfig
-from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
+from forgetless.utils.fileio import (
+    check_output_dir,
+    discard_dir,
+    publish_dir,
+    staging_dir,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 
 
 @dataclass
@@ -45,6 +53,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     checkpoints = stage / "checkpoints"
     resuming = cfg.resume and _last_checkpoint(checkpoints) is not None
     if not resuming:
+        if cfg.resume and not cfg.overwrite and (done := _published(cfg, output)) is not None:
+            discard_dir(stage)  # a kill after publication left (part of) the staging folder
+            return done
         check_output_dir(output, cfg.overwrite, inputs=[cfg.data, cfg.model or ""])
         if _last_checkpoint(checkpoints) is not None and not cfg.overwrite:
             raise OutputError(
@@ -59,17 +70,17 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     if resuming:
         _check_resume_matches(stage / RESUME_FILE, fingerprint, output)
     elif main:
-        shutil.rmtree(stage, ignore_errors=True)
+        discard_dir(stage)
         write_json_atomic(stage / RESUME_FILE, fingerprint)
     try:
         result = _train_into(cfg, method, records, stage, resuming, callbacks, main)
     except BaseException:
         if main and _last_checkpoint(checkpoints) is None:
-            shutil.rmtree(stage, ignore_errors=True)
+            discard_dir(stage)
         raise
     if main:
         publish_dir(stage / "adapter", output)
-        shutil.rmtree(stage, ignore_errors=True)
+        discard_dir(stage)  # renamed first: a kill while deleting never leaves a torn checkpoint to resume
     _barrier()  # every rank returns once the adapter is published
     return TrainResult(output, result["metrics"], result["log_history"])
 
@@ -92,7 +103,7 @@ def _train_into(
     from transformers import set_seed
 
     from forgetless.models.load import load_model
-    from forgetless.models.runtime import pick_device, resolve_precision
+    from forgetless.models.runtime import pick_device, resolve_precision, training_attention
     from forgetless.train.setup import build_dataset, build_trainer
 
     set_seed(cfg.seed)  # before the adapter is initialised, so runs are reproducible
@@ -100,6 +111,7 @@ def _train_into(
     precision = resolve_precision(cfg.precision, device)
     model, tokenizer, info = load_model(cfg.model, device=device)
     dataset = build_dataset(tokenizer, records, cfg)
+    training_attention(model, device, max(dataset["length"]))
     adapted = method.wrap(model)
     trainer = build_trainer(adapted, tokenizer, dataset, cfg, stage / "checkpoints", precision, method, callbacks)
     start = time.perf_counter()
@@ -150,6 +162,24 @@ _FREE_ON_RESUME = ("data", "resume", "overwrite", "logging_steps")  # may differ
 def _resume_fingerprint(cfg: TrainConfig, records: list[Record]) -> dict[str, Any]:
     options = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_ON_RESUME}
     return {"data_sha256": data_hash(records), "options": options}
+
+
+def _published(cfg: TrainConfig, output: Path) -> TrainResult | None:
+    """The result of this very run when it already finished and published `output` (a kill after that
+    makes `--resume` find no checkpoint): same data and same options. None otherwise."""
+    try:
+        manifest = json.loads((output / "forgetless.json").read_text(encoding="utf-8"))
+        if manifest.get("data_sha256") != data_hash(load_records(cfg.data)):
+            return None
+    except (OSError, ValueError, AttributeError):  # no manifest, or not one of ours
+        return None
+    config = {**cfg.to_dict(), "rank": cfg.resolved_rank, "alpha": cfg.lora_alpha}
+    now = {k: v for k, v in json.loads(json.dumps(config)).items() if k not in _FREE_ON_RESUME}
+    if {k: v for k, v in manifest.get("config", {}).items() if k not in _FREE_ON_RESUME} != now:
+        return None
+    log = output / "train_log.jsonl"
+    history = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    return TrainResult(output, manifest.get("metrics", {}), history)
 
 
 def _check_resume_matches(path: Path, now: dict[str, Any], output: Path) -> None:

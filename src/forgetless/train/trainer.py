@@ -52,12 +52,15 @@ class ForgetlessTrainer(Trainer):
         quiet_trainer(self)  # one rich bar instead of tqdm and `{'loss': ...}` lines on stdout
 
     def train(self, *args, **kwargs):
+        failed = True
         try:
-            return super().train(*args, **kwargs)
+            result = super().train(*args, **kwargs)
+            failed = False
+            return result
         finally:  # also when training fails or is interrupted: the bar must not outlive the run
             for callback in self.callback_handler.callbacks:
                 if isinstance(callback, RichProgressCallback):
-                    callback.close()
+                    callback.close(failed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -124,8 +127,9 @@ class ForgetlessTrainer(Trainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and not math.isfinite(logs["loss"]):
             raise TrainingDiverged(
-                f"the training loss became {logs['loss']} at step {self.state.global_step}: lower --lr (or check "
-                "the data); checkpoints written before it are kept for --resume"
+                f"the training loss became {logs['loss']} at step {self.state.global_step}: rerun with a lower --lr "
+                "and --overwrite (or check the data); the checkpoints written before it are kept until then, but "
+                "--resume continues only with the same options"
             )
         for name, values in self._logged.items():
             if values and "loss" in logs:

@@ -36,11 +36,18 @@ def progress() -> Iterator[Any]:
     if _active:
         yield _active[-1]
         return
-    bar = _new_progress()
+    live = err_console.is_terminal
+    bar = _new_progress(disable=not live)
     _active.append(bar)
     try:
         with bar:
-            yield bar
+            try:
+                yield bar
+            except BaseException:
+                bar.live.transient = True  # a failed run leaves no bar behind: its error stays one line
+                raise
+        if not live:  # a log or a pipe gets the final state once, and only when the work succeeded
+            err_console.print(bar.get_renderable())
     finally:
         _active.remove(bar)
 
@@ -50,7 +57,7 @@ def nested_progress() -> bool:
     return bool(_active)
 
 
-def _new_progress():
+def _new_progress(disable: bool = False):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -68,4 +75,5 @@ def _new_progress():
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
+        disable=disable,
     )

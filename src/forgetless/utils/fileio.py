@@ -11,6 +11,7 @@ the run.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -37,11 +38,31 @@ def read_utf8(path: str | os.PathLike, what: str = "file", encoding: str = "utf-
 
 
 def temp_sibling(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """(fd, name) of a new hidden temp file beside `path`, with the permissions of a normal new file
-    (mkstemp makes it 0600, which the renamed output would keep)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    """(fd, name) of a new hidden temp file `.NAME.PID.XXXX.tmp` beside `path`, with the permissions of a
+    normal new file (mkstemp makes it 0600, which the renamed output would keep). Temp files of `path` that
+    a killed process left (no process has their PID any more) are removed first."""
+    _remove_stale_temps(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.fchmod(fd, _new_file_mode())
     return fd, tmp
+
+
+def _remove_stale_temps(path: Path, suffix: str) -> None:
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*{suffix}"):
+        pid = stale.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
 
 
 def _new_file_mode() -> int:
@@ -148,6 +169,16 @@ def staging_dir(path: str | os.PathLike) -> Path:
     """The hidden sibling where an output directory is built before it is renamed into place."""
     path = Path(path)
     return path.parent / f".{path.name}.partial"
+
+
+def discard_dir(path: Path) -> None:
+    """Delete a folder forgetless wrote; it is renamed to a hidden `NAME.trash` sibling first, so a kill while
+    deleting never leaves it half-deleted under its own name (the next call removes such a leftover)."""
+    trash = path.parent / f"{path.name}.trash"
+    shutil.rmtree(trash, ignore_errors=True)
+    if path.exists():
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def publish_dir(staging: Path, final: Path) -> Path:

@@ -51,6 +51,8 @@ def load_yaml_options(
 def read_yaml_mapping(path: Path, what: str, not_mapping: str) -> tuple[dict[str, Any], dict[str, int]]:
     """The YAML mapping in `path` ({} when empty) and the line of each top-level key; ConfigError when the
     file is missing, is not valid YAML, or is not a mapping (`not_mapping` is then the message)."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a {what}; pass the YAML file itself to --config")
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found; check the --config path")
     text = read_utf8(path, what)

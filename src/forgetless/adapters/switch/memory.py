@@ -1,7 +1,7 @@
 """Rehearsal memory for the switch: a small seeded sample of each past task's prompts.
 
     from forgetless.adapters.switch.memory import RehearsalMemory
-    memory = RehearsalMemory(fraction=0.01, seed=0)   # the paper used 1% and 0.01% (fraction=0.0001)
+    memory = RehearsalMemory(fraction=0.01, seed=0)   # the paper used 1% and 0.01% (fraction=0.0001); 0 keeps none
     memory.add_task("simp", simp_prompts)             # keeps max(1, int(len * fraction)) prompts
     prompts, labels = memory.prompts_and_labels()     # labels = task ids in the order tasks were added
     memory.save("out/memory.json"); RehearsalMemory.load("out/memory.json")
@@ -26,16 +26,16 @@ MEMORY_VERSION = 1
 
 
 def sample_size(n: int, fraction: float) -> int:
-    """How many of `n` prompts a task keeps: max(1, int(n * fraction)), never more than n."""
-    return min(n, max(1, int(n * fraction)))
+    """How many of `n` prompts a task keeps: max(1, int(n * fraction)), never more than n; 0 when fraction is 0."""
+    return 0 if fraction == 0 else min(n, max(1, int(n * fraction)))
 
 
 class RehearsalMemory:
     """Per-task prompt samples, in the order the tasks were added."""
 
     def __init__(self, fraction: float = 0.01, seed: int = 0):
-        if not 0 < fraction <= 1:
-            raise ConfigError(f"rehearsal fraction must be in (0, 1], got {fraction}")
+        if not 0 <= fraction <= 1:
+            raise ConfigError(f"rehearsal fraction must be in [0, 1], got {fraction}")
         self.fraction, self.seed = float(fraction), int(seed)
         self._tasks: dict[str, list[str]] = {}
         self._seen: dict[str, int] = {}
@@ -95,7 +95,7 @@ class RehearsalMemory:
             memory = cls(fraction=obj["fraction"], seed=obj["seed"])
             for task in obj["tasks"]:
                 name, prompts = task["name"], task["prompts"]
-                if not isinstance(name, str) or not isinstance(prompts, list) or not prompts:
+                if not isinstance(name, str) or not isinstance(prompts, list):
                     raise DataError(f"{source}: malformed task entry {str(name)[:40]!r}")
                 if name in memory._tasks:
                     raise DataError(f"{source}: task {name!r} appears twice")

@@ -9,6 +9,13 @@ Score types (both oriented so that HIGHER = MORE in-distribution):
 - `max_softmax`: the largest softmax probability (Hendrycks & Gimpel 2017), in [1/T, 1].
 - `energy`: the NEGATIVE energy, logsumexp(logits) (Liu et al. 2020 define E(x) = −logsumexp(logits),
   low energy = in-distribution; we return −E(x) so that the comparison direction matches max_softmax).
+- `max_logit`: the largest logit (Hendrycks et al. 2022). For the prototype switch the logits are −½ d²
+  (squared Mahalanobis distance to each task mean), so it is −½ of the distance to the nearest task.
+
+Thresholds: `keep_threshold` is the global empirical quantile (one threshold for every task);
+`per_task_threshold` fits one task's held-out scores with a normal law (of log d² for distance scores,
+whose spread grows with their size) and returns its (1 − keep) quantile, so that a task with wider
+prompts is not penalised and 10 prompts per task (`MIN_PER_TASK`) are enough for a 0.99 quantile.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import numpy as np
 
 from forgetless.errors import ConfigError, DataError
 
-SCORE_TYPES = ("max_softmax", "energy")
+SCORE_TYPES = ("max_softmax", "energy", "max_logit")
+MIN_PER_TASK = 10  # held-out prompts per task that a per-task threshold needs (a mean and a spread)
 
 
 def id_scores(logits: Any, score: str) -> Any:
@@ -29,6 +37,8 @@ def id_scores(logits: Any, score: str) -> Any:
         return logits.softmax(dim=-1).max(dim=-1).values
     if score == "energy":
         return logits.logsumexp(dim=-1)
+    if score == "max_logit":
+        return logits.max(dim=-1).values
     raise ConfigError(f"unknown switch score {score!r}; use one of {', '.join(SCORE_TYPES)}")
 
 
@@ -50,6 +60,29 @@ def keep_threshold(scores: Any, keep: float = 0.95) -> float:
     array = np.sort(_as_array(scores, "calibration"))
     n_keep = math.ceil(keep * array.size - 1e-9)
     return float(array[array.size - n_keep])
+
+
+def per_task_threshold(scores: Any, keep: float, distance: bool = False) -> float:
+    """The (1 − keep) quantile of a normal fit to one task's held-out scores (higher = more in-distribution).
+
+    distance=True: scores are −½ d² (prototype switch); the fit is on log d², the threshold is returned as
+    a score again. DataError with the number needed when fewer than MIN_PER_TASK scores are given.
+    """
+    from statistics import NormalDist
+
+    if not 0 < keep < 1:
+        raise ConfigError(f"per-task thresholds need keep in (0, 1), got {keep}")
+    array = _as_array(scores, "calibration")
+    if array.size < MIN_PER_TASK:
+        raise DataError(
+            f"per-task abstain thresholds need at least {MIN_PER_TASK} held-out calibration prompts per task, "
+            f"got {array.size}"
+        )
+    z = NormalDist().inv_cdf(keep)
+    if distance:
+        logs = np.log(np.maximum(-2 * array, 1e-12))
+        return float(-0.5 * math.exp(logs.mean() + z * logs.std(ddof=1)))
+    return float(array.mean() - z * array.std(ddof=1))
 
 
 def auroc(in_scores: Any, out_scores: Any) -> float:

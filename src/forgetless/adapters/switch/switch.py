@@ -22,12 +22,22 @@ A saved switch directory holds `switch.json` (task ↔ id ↔ adapter, encoder s
 threshold, head config, version), `switch_head.safetensors` and `memory.json`; each file is written
 atomically and `switch.json`, the manifest, last. `Switch.load` rebuilds the encoder from its spec (or
 takes one) and raises ModelError when its dimension differs from the saved one.
+
+Switch types (`switch_type`):
+- `mlp` (the paper's): the MLP head above, retrained on the new task + the rehearsal memory.
+- `prototype`: a Gaussian per task with a shared shrunk covariance (`prototype.py`), scored by Mahalanobis
+  distance (`max_logit` = −½ d² to the nearest task). A new task adds its statistics file
+  `prototypes/<task>.safetensors`; no other task's file is rewritten, the rehearsal memory is not read.
+
+Abstain thresholds: `calibrate` sets one global threshold; `calibrate_per_task` one per task (used for the
+prompts routed to that task), from each task's own held-out prompts (see `scores.per_task_threshold`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +46,34 @@ from forgetless.adapters.names import BASE
 from forgetless.adapters.switch.classifier import OFFICIAL_EPOCHS, OFFICIAL_HIDDEN, SwitchHead
 from forgetless.adapters.switch.encoder import DEFAULT_ENCODER, PromptEncoder, make_encoder
 from forgetless.adapters.switch.memory import RehearsalMemory
-from forgetless.adapters.switch.scores import SCORE_TYPES, id_scores, keep_threshold, ood_metrics
+from forgetless.adapters.switch.prototype import PrototypeHead, read_statistics, write_statistics
+from forgetless.adapters.switch.scores import SCORE_TYPES, id_scores, keep_threshold, ood_metrics, per_task_threshold
 from forgetless.errors import ConfigError, DataError, ModelError
 from forgetless.utils.fileio import temp_sibling, write_json_atomic
 
 SWITCH_VERSION = 1
 MANIFEST, HEAD_FILE, MEMORY_FILE = "switch.json", "switch_head.safetensors", "memory.json"
+STATS_DIR = "prototypes"  # prototype switch: one statistics file per task, written once
+SWITCH_TYPES = ("mlp", "prototype")
+DEFAULT_SCORE = {"mlp": "max_softmax", "prototype": "max_logit"}
+
+
+def stats_file(task_id: int, name: str) -> str:
+    """Where a prototype switch keeps one task's statistics, relative to the switch directory."""
+    return f"{STATS_DIR}/{task_id:03d}-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.safetensors"
+
+
+def check_switch_type(switch_type: str, score: str | None = None) -> str:
+    """The switch's score (its type's default when None); ConfigError on an unknown type or a bad pair."""
+    if switch_type not in SWITCH_TYPES:
+        raise ConfigError(f"unknown switch_type {switch_type!r}; use one of {', '.join(SWITCH_TYPES)}")
+    score = score or DEFAULT_SCORE[switch_type]
+    if score not in SCORE_TYPES:
+        raise ConfigError(f"unknown switch score {score!r}; use one of {', '.join(SCORE_TYPES)}")
+    if switch_type == "prototype" and score != "max_logit":
+        raise ConfigError(f"the prototype switch scores by its distance: use switch_score max_logit, not {score!r}")
+    return score
+
 
 __all__ = ["Route", "Switch", "ood_metrics"]
 
@@ -64,20 +96,23 @@ class Switch:
         self,
         encoder: PromptEncoder | str | None = DEFAULT_ENCODER,
         fraction: float = 0.01,
-        score: str = "max_softmax",
+        score: str | None = None,
         hidden: int = OFFICIAL_HIDDEN,
         seed: int = 0,
         epochs: int = OFFICIAL_EPOCHS,
         balanced: bool = False,
+        switch_type: str = "mlp",
+        shrinkage: float | None = None,
     ):
-        if score not in SCORE_TYPES:
-            raise ConfigError(f"unknown switch score {score!r}; use one of {', '.join(SCORE_TYPES)}")
+        score = check_switch_type(switch_type, score)
         self.encoder = encoder if isinstance(encoder, PromptEncoder) else make_encoder(encoder)
         self.memory = RehearsalMemory(fraction=fraction, seed=seed)
         self.score, self.hidden, self.seed, self.epochs, self.balanced = score, hidden, seed, epochs, balanced
+        self.switch_type, self.shrinkage = switch_type, shrinkage
         self.adapters: dict[str, str] = {}  # task name -> adapter dir, in task-id order
-        self.head: SwitchHead | None = None
+        self.head: SwitchHead | PrototypeHead | None = None
         self.threshold: float | None = None
+        self.thresholds: dict[str, float] | None = None  # per task; when set, `threshold` is not used
 
     @property
     def task_names(self) -> list[str]:
@@ -90,7 +125,9 @@ class Switch:
             raise ConfigError(f"switch has no task {task_name!r}; known: {', '.join(self.adapters) or '-'}")
         return self.task_names.index(task_name)
 
-    def _new_head(self) -> SwitchHead:
+    def _new_head(self) -> SwitchHead | PrototypeHead:
+        if self.switch_type == "prototype":
+            return PrototypeHead(self.encoder.dim, self.shrinkage)
         return SwitchHead(self.encoder.dim, 1, self.hidden, epochs=self.epochs, seed=self.seed, balanced=self.balanced)
 
     def update(
@@ -102,12 +139,15 @@ class Switch:
         prompts = list(prompts)
         if not prompts or any(not isinstance(p, str) for p in prompts):
             raise DataError(f"task {task_name!r}: update needs a non-empty list of prompt strings")
-        old_prompts, old_labels = self.memory.prompts_and_labels()
-        features = self.encoder.encode(old_prompts + prompts, batch_size=batch_size)
-        labels = old_labels + [len(self.adapters)] * len(prompts)
         head = self.head or self._new_head()
-        history = head.fit(features, labels)
-        self.head, self.adapters[task_name], self.threshold = head, str(adapter_dir), None
+        if isinstance(head, PrototypeHead):  # its own statistics only: no memory, no other task touched
+            head.add_task(self.encoder.encode(prompts, batch_size=batch_size))
+            history: list[float] = []
+        else:
+            old_prompts, old_labels = self.memory.prompts_and_labels()
+            features = self.encoder.encode(old_prompts + prompts, batch_size=batch_size)
+            history = head.fit(features, old_labels + [len(self.adapters)] * len(prompts))
+        self.head, self.adapters[task_name], self.threshold, self.thresholds = head, str(adapter_dir), None, None
         self.memory.add_task(task_name, prompts)
         return history
 
@@ -124,8 +164,30 @@ class Switch:
         """Set the threshold so that `keep` of these in-distribution (not trained-on) prompts are kept."""
         if not held_out_prompts:
             raise DataError("calibrate needs held-out in-distribution prompts")
-        self.threshold = keep_threshold(self.scores(held_out_prompts, batch_size), keep)
+        self.threshold, self.thresholds = keep_threshold(self.scores(held_out_prompts, batch_size), keep), None
         return self.threshold
+
+    def calibrate_per_task(
+        self, held_out: dict[str, list[str]], keep: float = 0.99, batch_size: int = 64
+    ) -> dict[str, float]:
+        """One threshold per task from its own held-out prompts: about `keep` of a task's prompts are kept.
+
+        DataError naming the task and the number needed when a task has too few held-out prompts."""
+        thresholds = {}
+        for task in self.task_names:
+            prompts = list(held_out.get(task, []))
+            try:
+                thresholds[task] = per_task_threshold(
+                    self.scores(prompts, batch_size) if prompts else [], keep, self.switch_type == "prototype"
+                )
+            except DataError as exc:
+                raise DataError(f"task {task!r}: {exc}") from None
+        self.threshold, self.thresholds = None, thresholds
+        return thresholds
+
+    def limit(self, task_name: str) -> float | None:
+        """The abstain threshold that applies to prompts routed to `task_name` (None: never abstain)."""
+        return self.thresholds.get(task_name) if self.thresholds else self.threshold
 
     def route(self, prompts: list[str], batch_size: int = 64) -> list[Route]:
         """Pick a task (and adapter) per prompt; below the threshold, the base model (`__base__`)."""
@@ -136,7 +198,8 @@ class Switch:
         scores, names = id_scores(logits, self.score), self.task_names
         routes = []
         for task_id, conf, score in zip(ids.tolist(), confidence.tolist(), scores.tolist(), strict=True):
-            if self.threshold is not None and score < self.threshold:
+            limit = self.limit(names[task_id])
+            if limit is not None and score < limit:
                 routes.append(Route(BASE, None, conf, True, score))
             else:
                 routes.append(Route(names[task_id], self.adapters[names[task_id]], conf, False, score))
@@ -145,12 +208,17 @@ class Switch:
     def manifest(self) -> dict[str, Any]:
         """The content of switch.json."""
         tasks = [{"id": i, "name": n, "adapter": a} for i, (n, a) in enumerate(self.adapters.items())]
+        if self.switch_type == "prototype":
+            tasks = [t | {"stats": stats_file(t["id"], t["name"])} for t in tasks]
         return {
             "version": SWITCH_VERSION,
             "encoder": self.encoder.name,
             "dim": self.encoder.dim,
             "score": self.score,
             "threshold": self.threshold,
+            "thresholds": self.thresholds,
+            "switch_type": self.switch_type,
+            "shrinkage": self.shrinkage,
             "hidden": self.hidden,
             "seed": self.seed,
             "epochs": self.epochs,
@@ -165,7 +233,10 @@ class Switch:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.memory.save(directory / MEMORY_FILE)
-        if self.head is not None:
+        if isinstance(self.head, PrototypeHead):  # a task's file is written once, then never again
+            for entry, stats in zip(self.manifest()["tasks"], self.head.stats, strict=True):
+                write_statistics(directory / entry["stats"], stats)
+        elif self.head is not None:
             _save_tensors_atomic(directory / HEAD_FILE, self.head.state_tensors())
         write_json_atomic(directory / MANIFEST, self.manifest())
         return directory
@@ -183,11 +254,17 @@ class Switch:
             )
         switch = cls.__new__(cls)
         switch.encoder, switch.score, switch.threshold = encoder, meta["score"], meta["threshold"]
+        switch.thresholds = meta.get("thresholds")
+        switch.switch_type, switch.shrinkage = meta.get("switch_type", "mlp"), meta.get("shrinkage")
         switch.hidden, switch.seed = meta["hidden"], meta["seed"]
         switch.epochs, switch.balanced = meta["epochs"], meta["balanced"]
-        switch.adapters = {t["name"]: t["adapter"] for t in sorted(meta["tasks"], key=lambda t: t["id"])}
+        tasks = sorted(meta["tasks"], key=lambda t: t["id"])
+        switch.adapters = {t["name"]: t["adapter"] for t in tasks}
         switch.memory = RehearsalMemory.load(directory / MEMORY_FILE)
-        switch.head = _load_head(directory, meta["head"]) if meta["head"] else None
+        if switch.switch_type == "prototype":
+            switch.head = _load_prototypes(directory, meta, tasks) if tasks else None
+        else:
+            switch.head = _load_head(directory, meta["head"]) if meta["head"] else None
         if switch.memory.task_names != switch.task_names:
             raise DataError(f"{directory / MEMORY_FILE}: memory tasks do not match {MANIFEST}")
         return switch
@@ -209,9 +286,20 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         raise DataError(f"{path}: switch manifest lacks {', '.join(missing)}")
     if meta["version"] != SWITCH_VERSION:
         raise DataError(f"{path}: unsupported switch version {meta['version']!r} (this build reads {SWITCH_VERSION})")
-    if meta["score"] not in SCORE_TYPES:
-        raise DataError(f"{path}: unknown score type {meta['score']!r}")
+    try:
+        check_switch_type(meta.get("switch_type", "mlp"), meta["score"])
+    except ConfigError as exc:
+        raise DataError(f"{path}: {exc}") from None
     return meta
+
+
+def _load_prototypes(directory: Path, meta: dict[str, Any], tasks: list[dict[str, Any]]) -> PrototypeHead:
+    head = PrototypeHead(meta["dim"], meta.get("shrinkage"))
+    for task in tasks:
+        if "stats" not in task:
+            raise DataError(f"{directory / MANIFEST}: task {task['name']!r} has no statistics file")
+        head.add_statistics(read_statistics(directory / task["stats"]))
+    return head
 
 
 def _load_head(directory: Path, config: dict[str, Any]) -> SwitchHead:
