@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.lm_eval]
 
-QUESTIONS = 50
+QUESTIONS = 30
 
 
 def test_lm_eval_and_our_mmlu_scorer_agree_per_question(tmp_path):
