@@ -27,7 +27,7 @@ from forgetless.adapters.registry import build_method
 from forgetless.data.records import Record
 from forgetless.knowledge.countries import country_facts
 from forgetless.models.load import load_model
-from forgetless.models.runtime import resolve_precision, training_attention
+from forgetless.models.runtime import resolve_precision
 from forgetless.train.config import TrainConfig
 from forgetless.train.setup import build_dataset, build_trainer
 
@@ -69,7 +69,6 @@ def run(kind: str, records, args) -> float:
         trainer = _plain_trainer(peft_model, tokenizer, dataset, args)
     else:
         precision = resolve_precision("auto", "cpu") if kind == "forgetless" else "fp32"
-        training_attention(model, "cpu", max(dataset["length"]))
         trainer = build_trainer(peft_model, tokenizer, dataset, cfg, args.tmp, precision)
         trainer.args.save_strategy = "no"
     trainer.add_callback(timer)

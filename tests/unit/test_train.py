@@ -125,3 +125,18 @@ def test_cpu_training_uses_eager_attention_for_short_records_only(tiny_model_dir
     assert model.config._attn_implementation == "sdpa"
     assert training_attention(model, "cuda", 40) == "sdpa" and training_attention(model, "cpu", 600) == "sdpa"
     assert training_attention(model, "cpu", 40) == "eager" == model.config._attn_implementation
+
+
+def test_build_trainer_switches_cpu_training_to_eager_attention(tokenizer, tmp_path):
+    from forgetless.adapters.registry import build_method
+    from forgetless.data.records import Record
+    from forgetless.train.setup import build_dataset, build_trainer
+
+    model = build_tiny_llama(tokenizer)
+    model.config._attn_implementation = "sdpa"
+    cfg = TrainConfig(data="-", output="-", max_steps=1)
+    dataset = build_dataset(
+        tokenizer, [Record([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])], cfg
+    )
+    build_trainer(build_method(cfg).wrap(model), tokenizer, dataset, cfg, tmp_path, "fp32")
+    assert model.config._attn_implementation == "eager"

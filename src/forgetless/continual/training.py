@@ -45,7 +45,7 @@ def _train_further(cfg: TrainConfig, init_from: Path) -> Path:
 
     from forgetless.adapters.lora import LoraMethod
     from forgetless.models.load import load_model
-    from forgetless.models.runtime import pick_device, resolve_precision, training_attention
+    from forgetless.models.runtime import pick_device, resolve_precision
     from forgetless.train.run import run_manifest
     from forgetless.train.setup import build_dataset, build_trainer
 
@@ -60,7 +60,6 @@ def _train_further(cfg: TrainConfig, init_from: Path) -> Path:
         base, tokenizer, info = load_model(cfg.model, device=device)
         model = PeftModel.from_pretrained(base, str(init_from), is_trainable=True)
         dataset = build_dataset(tokenizer, records, cfg)
-        training_attention(base, device, max(dataset["length"]))
         method = LoraMethod(cfg)
         trainer = build_trainer(model, tokenizer, dataset, cfg, stage / "checkpoints", precision, method)
         result = trainer.train()

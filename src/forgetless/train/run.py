@@ -103,7 +103,7 @@ def _train_into(
     from transformers import set_seed
 
     from forgetless.models.load import load_model
-    from forgetless.models.runtime import pick_device, resolve_precision, training_attention
+    from forgetless.models.runtime import pick_device, resolve_precision
     from forgetless.train.setup import build_dataset, build_trainer
 
     set_seed(cfg.seed)  # before the adapter is initialised, so runs are reproducible
@@ -111,7 +111,6 @@ def _train_into(
     precision = resolve_precision(cfg.precision, device)
     model, tokenizer, info = load_model(cfg.model, device=device)
     dataset = build_dataset(tokenizer, records, cfg)
-    training_attention(model, device, max(dataset["length"]))
     adapted = method.wrap(model)
     trainer = build_trainer(adapted, tokenizer, dataset, cfg, stage / "checkpoints", precision, method, callbacks)
     start = time.perf_counter()

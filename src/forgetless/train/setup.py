@@ -36,7 +36,10 @@ def build_trainer(
     from transformers import TrainingArguments
 
     from forgetless.data.collate import LeftPadCollator
+    from forgetless.models.runtime import training_attention
     from forgetless.train.trainer import ForgetlessTrainer
+
+    training_attention(model, model.device.type, max(dataset["length"]))  # eager on the CPU for short records
 
     args = TrainingArguments(
         output_dir=str(checkpoints),
