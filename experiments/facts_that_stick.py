@@ -6,15 +6,16 @@ On the embedded SmolLM2-135M-Instruct, on the CPU, through `forgetless.knowledge
 code of `forgetless inject`):
 - facts: a seeded sample of `--per-relation` real countryinfo facts for each demo relation (capital,
   currency, demonym, region), probed once on the base (SliCK, 3 exemplar sets, greedy; cached);
-- arms: `paper` (rank 1, +1 HighlyKnown per fact, as the demo), `forgetless` (the default recipe), and
-  `forgetless` without one ingredient: `no_anchors`, `no_phrasings` (the probe question only, so no
-  held-out phrasing is trained on either way), `no_gate` (all epochs), `no_kl` (anchors by cross-entropy
-  on the base's answers only, no KL to the base); candidates: `few_shot_gate` (the gate also waits for
-  few-shot P_correct 0.95, or a 2-check plateau; `few_shot_gate_no_plateau`: no plateau rule),
-  `few_shot_anchors` (anchors behind 4 exemplars of other anchors), `kl1` and `kl20` (the KL weight),
-  `layers_0_14` / `kl1_layers_0_14` (LoRA on the FFN of the first 15 of 30 layers); `no_kl_*` (the
-  recipe before the KL term, as first measured); `loramoe` (the recipe's records, anchors typed
-  `world`, new facts `task`, LoRAMoE + LBC) at n = 50 only;
+- arms: `paper` (rank 1, +1 HighlyKnown per fact, as the demo); `forgetless` (the default recipe: its
+  numbers are those of the scoped adapter, as `generate`/`serve` run it, and the table also shows the
+  same adapter unscoped, as vLLM or plain PEFT run it); `no_fact_shots` (no few-shot fact records);
+  `v1` (the recipe of 2026-11-29: zero-shot records only, no scope) and v1 without one ingredient:
+  `no_anchors`, `no_phrasings` (the probe question only), `no_gate` (all epochs), `no_kl` (anchors by
+  cross-entropy only); v1 + a candidate: `fact_shots` (one few-shot record per fact), `few_shot_gate`
+  (the gate also waits for few-shot P_correct 0.95, or a 2-check plateau; `few_shot_gate_no_plateau`),
+  `few_shot_anchors` (anchors behind 4 exemplars), `kl1` and `kl20` (the KL weight), `layers_0_14` /
+  `kl1_layers_0_14` (LoRA on the FFN of the first 15 of 30 layers); `no_kl_*` (v1 before the KL term);
+  `loramoe` (the recipe's records, anchors typed `world`, new facts `task`, LoRAMoE + LBC) at n = 50 only;
 - per cell: reliability (few-shot P_correct), zero-shot reliability, generalization (held-out phrasing),
   HighlyKnown facts kept (never trained), the exact McNemar test, MMLU (114 q, 0-shot) with its paired
   s.e., exploded answers, steps and wall time.
@@ -38,27 +39,30 @@ from forgetless.knowledge.recipe import RecipeSettings, forgetless_train_args
 from forgetless.utils.fileio import write_json_atomic, write_text_atomic
 
 OUT = Path(__file__).parent / "results" / "facts_that_stick"
+V1 = {"fact_shots": 0, "scope": False}  # the recipe before few-shot fact records and the scope (2026-11-29)
 ARMS = {
     "paper": None,
-    "forgetless": RecipeSettings(),
-    "no_anchors": RecipeSettings(anchor_facts=0),
-    "no_phrasings": RecipeSettings(phrasings=1),
-    "no_gate": RecipeSettings(gate=False),
-    "no_kl": RecipeSettings(),  # anchors by cross-entropy on the base's answers only (TRAIN_OVERRIDES)
-    # candidates: the gate also waits for few-shot P_correct 0.95 (stopping on a 2-check plateau, or not),
-    # anchors asked few-shot, the KL weight, LoRA on the FFN of the first 15 of 30 layers
-    "few_shot_gate": RecipeSettings(gate_few_shot=0.95),
-    "few_shot_gate_no_plateau": RecipeSettings(gate_few_shot=0.95, gate_patience=1000),
-    "few_shot_anchors": RecipeSettings(anchor_shots=4),
-    "kl1": RecipeSettings(),
-    "kl20": RecipeSettings(),
-    "layers_0_14": RecipeSettings(),
-    "kl1_layers_0_14": RecipeSettings(),
-    # the recipe before the KL term (anchor_kl 0), as first measured
-    "no_kl_no_anchors": RecipeSettings(anchor_facts=0),
-    "no_kl_no_phrasings": RecipeSettings(phrasings=1),
-    "no_kl_no_gate": RecipeSettings(gate=False),
-    "no_kl_few_shot_anchors": RecipeSettings(anchor_shots=4),
+    "forgetless": RecipeSettings(),  # the default: v1 + one few-shot record per fact + the subject scope
+    "no_fact_shots": RecipeSettings(fact_shots=0),
+    "v1": RecipeSettings(**V1),
+    # v1 without one ingredient, or with a candidate (the rows measured before the scope existed)
+    "no_anchors": RecipeSettings(**V1, anchor_facts=0),
+    "no_phrasings": RecipeSettings(**V1, phrasings=1),
+    "no_gate": RecipeSettings(**V1, gate=False),
+    "no_kl": RecipeSettings(**V1),  # anchors by cross-entropy on the base's answers only (TRAIN_OVERRIDES)
+    "few_shot_gate": RecipeSettings(**V1, gate_few_shot=0.95),  # the gate also waits for few-shot P_correct
+    "few_shot_gate_no_plateau": RecipeSettings(**V1, gate_few_shot=0.95, gate_patience=1000),
+    "few_shot_anchors": RecipeSettings(**V1, anchor_shots=4),
+    "fact_shots": RecipeSettings(**{**V1, "fact_shots": 4}),  # v1 + the few-shot fact records
+    "kl1": RecipeSettings(**V1),
+    "kl20": RecipeSettings(**V1),
+    "layers_0_14": RecipeSettings(**V1),  # LoRA on the FFN of the first 15 of 30 layers
+    "kl1_layers_0_14": RecipeSettings(**V1),
+    # v1 before the KL term (anchor_kl 0), as first measured
+    "no_kl_no_anchors": RecipeSettings(**V1, anchor_facts=0),
+    "no_kl_no_phrasings": RecipeSettings(**V1, phrasings=1),
+    "no_kl_no_gate": RecipeSettings(**V1, gate=False),
+    "no_kl_few_shot_anchors": RecipeSettings(**V1, anchor_shots=4),
     "loramoe": RecipeSettings(),
 }
 NO_KL = {"anchor_kl": 0.0}
@@ -120,12 +124,20 @@ def row_of(arm: str, n: int, seed: int, result: dict) -> dict:
     row.update(mmlu_delta=result.get("mmlu_delta"), mmlu_delta_stderr=result.get("mmlu_delta_stderr"))
     row.update(exploded=[e["answer"] for e in result["exploded_answers"]], steps=result.get("train_steps"))
     row.update(seconds=result.get("wall_seconds"), records=result["train_records"])
+    alone = result.get("unscoped") or result  # the adapter on every prompt (a cell without a scope is that)
+    row.update(
+        kept_unscoped=alone["highly_known_kept"], exploded_unscoped=[e["answer"] for e in alone["exploded_answers"]]
+    )
+    row.update(scoped="scope" in result)
     return row
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| arm | n | seeds | reliability | zero-shot | held-out | HighlyKnown kept | MMLU Δ | exploded | steps |"]
-    lines.append("|" + "---|" * 10)
+    lines = [
+        "| arm | n | seeds | reliability | zero-shot | held-out | HighlyKnown kept | kept, adapter alone | MMLU Δ "
+        "| exploded | steps |"
+    ]
+    lines.append("|" + "---|" * 11)
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["arm"], row["n"]), []).append(row)
@@ -134,6 +146,7 @@ def table(rows: list[dict]) -> str:
         if len(group) == 1:  # one seed: show the exact interval of the retention share
             low, high = group[0]["kept_ci95"]
             cells[-1] += f" [{low:.2f}, {high:.2f}]"
+        cells.append(_mean(group, "kept_unscoped") if all(r["scoped"] for r in group) else "(same)")
         mmlu = _mean(group, "mmlu_delta", signed=True) if group[0]["mmlu_delta"] is not None else "—"
         exploded = sum(len(r["exploded"]) for r in group)
         steps = statistics.mean(r["steps"] or 0 for r in group)
@@ -171,24 +184,37 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def findings(rows: list[dict]) -> list[str]:
-    """Each arm against the forgetless recipe (same n and seed): what it teaches and what it keeps."""
+    """Each arm against its reference (same n and seed): what it teaches and what it keeps."""
     ours = {(r["n"], r["seed"]): r for r in rows if r["arm"] == "forgetless"}
-    lines = ["## Against the forgetless recipe (same n, same seed)", ""]
+    v1 = {(r["n"], r["seed"]): r for r in rows if r["arm"] == "v1"}
+    lines = [
+        "## Against the reference (same n, same seed): v1 for its variants, the forgetless recipe for the rest",
+        "",
+    ]
     for r in rows:
-        base = ours.get((r["n"], r["seed"]))
-        if r["arm"] == "forgetless" or base is None:
+        v1_variant = r["arm"] != "v1" and ARMS[r["arm"]] is not None and not ARMS[r["arm"]].scope
+        base = (v1 if v1_variant else ours).get((r["n"], r["seed"]))
+        if base is None or base is r:
             continue
         lines.append(
-            f"- {r['arm']} (n={r['n']}, seed {r['seed']}): reliability {r['reliability']:.2f} vs "
+            f"- {r['arm']} vs {base['arm']} (n={r['n']}, seed {r['seed']}): reliability {r['reliability']:.2f} vs "
             f"{base['reliability']:.2f}; held-out {r['generalization']:.2f} vs {base['generalization']:.2f}; "
             f"HighlyKnown kept {r['highly_known_kept']:.2f} vs {base['highly_known_kept']:.2f} "
             f"(lost/gained {r['mcnemar']['lost']}/{r['mcnemar']['gained']} vs "
             f"{base['mcnemar']['lost']}/{base['mcnemar']['gained']})."
         )
-    missing = sorted(set(TARGETS) - {m for m in TARGETS if all(r[m] >= TARGETS[m] for r in ours.values())})
-    if ours and missing:
-        lines += ["", f"**Targets missed by the forgetless recipe in every cell run: {', '.join(missing)}.**"]
-    return lines
+    return lines + verdict([r for r in ours.values() if r["n"] == 50])
+
+
+def verdict(cells: list[dict]) -> list[str]:
+    """The targets against the mean of the forgetless recipe's n = 50 cells, and every cell below one."""
+    if not cells:
+        return []
+    means = {m: statistics.mean(r[m] for r in cells) for m in TARGETS}
+    said = [f"{m} {means[m]:.3f} ({'met' if means[m] >= TARGETS[m] else 'MISSED'})" for m in TARGETS]
+    below = [f"{m} {r[m]:.3f} (seed {r['seed']})" for r in cells for m in TARGETS if r[m] < TARGETS[m]]
+    lines = ["", f"**Targets, n = 50, mean of {len(cells)} seeds:** " + "; ".join(said) + "."]
+    return lines + ([f"Cells below a target: {'; '.join(below)}."] if below else [])
 
 
 def write_report(rows: list[dict], args) -> None:
@@ -203,6 +229,10 @@ def write_report(rows: list[dict], args) -> None:
         + (" Only the cells that were run are listed (`--report-only`)." if args.report_only else ""),
         "",
         "Targets (n = 50, 3 seeds): " + ", ".join(f"{k} ≥ {v}" for k, v in TARGETS.items()) + ".",
+        "",
+        "Measures are those of the adapter as `forgetless generate` and `serve` run it: with its scope when the "
+        "arm has one (questions that name no taught subject go to the base). `kept, adapter alone`: the same "
+        "adapter on every prompt (plain PEFT, vLLM); `(same)`: the arm has no scope.",
         "",
         table(rows),
         "",

@@ -27,8 +27,18 @@ def generate(
     system: str | None = None,
     sampling: SamplingConfig | None = None,
     batch_size: int = 16,
+    use_scope: bool = True,
 ) -> list[str]:
-    """Load model (+ adapter) and answer each prompt; returns the first answer per prompt."""
+    """Load model (+ adapter) and answer each prompt; returns the first answer per prompt. A facts adapter's
+    `scope.json` is applied (prompts naming no taught subject get the base) unless `use_scope` is False."""
+    from forgetless.knowledge.scope import FactScope
+    from forgetless.knowledge.scoped import generate_in_scope
+
+    scope = FactScope.load(adapter) if adapter and use_scope else None
     loaded, tokenizer, _ = load_with_adapter(model, adapter)
     conversations = [prompt_messages(p, system) for p in prompts]
-    return [answers[0] for answers in generate_texts(loaded, tokenizer, conversations, sampling, batch_size)]
+
+    def run(convs):
+        return generate_texts(loaded, tokenizer, convs, sampling, batch_size)
+
+    return [answers[0] for answers in generate_in_scope(loaded, conversations, scope, run)]

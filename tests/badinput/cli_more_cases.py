@@ -147,6 +147,12 @@ MORE_CLI_CASES = [
         setup=adapter_copy(then=lambda folder, world: (folder / "bad" / "adapter_config.json").write_text("{")),
     ),
     CliCase(
+        "generate --adapter whose scope.json is damaged",
+        ["generate", "--adapter", "bad", "--prompt", "hi", *TINY],
+        ("scope.json", "unreadable scope"),
+        setup=adapter_copy(then=lambda folder, world: (folder / "bad" / "scope.json").write_text('{"subjects": 1}')),
+    ),
+    CliCase(
         "experts --adapter of a LoRA (not LoRAMoE)",
         ["experts", "--adapter", "{adapter}", "--data", "qa.jsonl", *TINY],
         ("not LoRAMoE",),

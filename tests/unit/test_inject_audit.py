@@ -193,10 +193,15 @@ def test_forgetless_recipe_reports_the_contract(tiny_model_dir, facts_file, tmp_
         for f in map(json.loads, facts_file.read_text().splitlines())
         if f["id"] in saved["trained_fact_ids"]
     }
-    assert sum(r["response"] in taught for r in records) == 3 * 2  # 2 phrasings per new fact
-    assert result["anchors"] > 0 and len(records) <= 3 * 2 + result["anchors"] * 2  # 2 per anchor, if answered
+    assert sum(r.get("response") in taught for r in records) == 3 * 2  # 2 phrasings per new fact
+    few_shot = [r for r in records if "messages" in r]
+    assert len(few_shot) == 3 and all(r["messages"][-1]["content"] in taught for r in few_shot)  # 1 per fact
+    assert result["anchors"] > 0 and len(records) <= 3 * 3 + result["anchors"] * 2  # 2 per anchor, if answered
     assert saved["generalization_questions"] == 3  # one held-out phrasing per fact
     assert saved["gate_curve"] and all(0 <= point["answered"] <= 1 for point in saved["gate_curve"])
+    assert json.loads((out / "adapter" / "scope.json").read_text())["subjects"]  # the taught subjects
+    assert saved["scope"]["facts_in_scope"] >= 3 and saved["unscoped"]["highly_known_kept"] is not None
+    assert (out / "facts_after_unscoped.jsonl").is_file()
 
 
 def test_forgetless_recipe_needs_known_facts_for_retention(tiny_model_dir, facts_file, tmp_path):
@@ -210,3 +215,29 @@ def test_forgetless_recipe_needs_known_facts_for_retention(tiny_model_dir, facts
     with pytest.raises(ConfigError, match="needs at least 30"):
         run_injection(cfg)
     assert not (tmp_path / "o").exists()
+
+
+def test_audit_of_a_scoped_adapter_takes_out_of_scope_facts_from_the_base(tiny_model_dir, facts_file, tmp_path):
+    from forgetless.knowledge.audit import AuditSettings
+    from forgetless.knowledge.facts import load_facts
+    from forgetless.knowledge.scope import FactScope
+    from forgetless.knowledge.slick import ProbeSettings
+    from forgetless.train.config import TrainConfig
+    from forgetless.train.run import train
+    from tests.conftest import QA_ROWS, write_jsonl
+
+    adapter = tmp_path / "adapter"
+    data = write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
+    train(TrainConfig(data=str(data), output=str(adapter), model=str(tiny_model_dir), max_steps=6, lr=5e-2))
+    facts = load_facts(facts_file)
+    FactScope.for_facts(facts[:3], facts).save(adapter)
+    settings = AuditSettings(probe=ProbeSettings(n_exemplar_sets=1, shots=1, samples=0), mmlu_n=4, general_n=0)
+    scoped = run_audit(adapter, facts_file, tmp_path / "scoped", settings=settings)
+    plain = run_audit(adapter, facts_file, tmp_path / "plain", settings=settings, use_scope=False)
+    assert scoped["scope"]["facts_in_scope"] == 3 and "scope" not in plain
+    after = [json.loads(line) for line in (tmp_path / "scoped" / "facts_after.jsonl").read_text().splitlines()]
+    before = [json.loads(line) for line in (tmp_path / "scoped" / "facts_before.jsonl").read_text().splitlines()]
+    unscoped = [json.loads(line) for line in (tmp_path / "plain" / "facts_after.jsonl").read_text().splitlines()]
+    assert after[3:] == before[3:] and after[:3] == unscoped[:3]  # out of scope: the base, bit for bit
+    assert scoped["unscoped"]["shifts"] == plain["shifts"] and scoped["mmlu_delta"] == 0.0  # no MMLU item in scope
+    assert after != unscoped  # the adapter changed some out-of-scope answer, so the scope is what kept them

@@ -143,3 +143,21 @@ def test_the_gate_stops_on_a_few_shot_plateau(monkeypatch):
         gate.on_step_end(None, SimpleNamespace(global_step=step), control, model=model)
         stops.append(control.should_training_stop)
     assert stops == [False, False, False, True]  # 0.90 then two checks without improvement
+
+
+def test_few_shot_fact_records_use_other_new_facts_and_anchors_as_exemplars(capitals):
+    from forgetless.knowledge.plan import few_shot_facts
+    from forgetless.knowledge.recipe import anchor_questions
+
+    new, anchors = capitals[:5], capitals[5:9]
+    pairs = anchor_questions(anchors, per_fact=1)
+    replay = [(question, f"base says {fact.object}") for question, fact in pairs]
+    rows = few_shot_facts(new, pairs, replay, shots=4, seed=0)
+    assert len(rows) == 5 and all(row["type"] == "task" for row in rows)
+    allowed = {f"Answer: {f.object}" for f in new} | {f"Answer: {answer}" for _, answer in replay}
+    for row in rows:
+        users = [m["content"] for m in row["messages"] if m["role"] == "user"]
+        answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
+        asked = next(f for f in new if users[-1] == f"Question: {question_for(f)}")
+        assert len(answers) == 5 and answers[-1] == f"Answer: {asked.object}" and set(answers) <= allowed
+        assert users.count(users[-1]) == 1  # the fact is not its own exemplar

@@ -140,3 +140,28 @@ def test_build_trainer_switches_cpu_training_to_eager_attention(tokenizer, tmp_p
     )
     build_trainer(build_method(cfg).wrap(model), tokenizer, dataset, cfg, tmp_path, "fp32")
     assert model.config._attn_implementation == "eager"
+
+
+def test_group_by_length_batches_long_records_together(tokenizer, tmp_path):
+    """The forgetless recipe's few long (few-shot) records share batches instead of padding every batch."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from forgetless.adapters.registry import build_method
+    from forgetless.data.records import Record
+    from forgetless.train.setup import build_dataset, build_trainer
+
+    def record(words: int) -> Record:
+        return Record([{"role": "user", "content": "hi " * words}, {"role": "assistant", "content": "yo"}])
+
+    records = [record(60 if i % 8 == 0 else 2) for i in range(256)]  # one long record per 8
+    padded = {}
+    for grouped in (False, True):
+        cfg = TrainConfig(data="-", output="-", max_steps=1, batch_size=8, group_by_length=grouped)
+        dataset = build_dataset(tokenizer, records, cfg)
+        model = build_method(cfg).wrap(build_tiny_llama(tokenizer))
+        sampler = build_trainer(model, tokenizer, dataset, cfg, tmp_path, "fp32")._get_train_sampler()
+        assert isinstance(sampler, LengthGroupedSampler) == grouped
+        order = list(sampler)
+        batches = [order[i : i + 8] for i in range(0, 256, 8)]
+        padded[grouped] = sum(any(j % 8 == 0 for j in batch) for batch in batches)  # batches padded long
+    assert padded[True] <= 6 < 12 <= padded[False]  # long records share 4-6 of 32 batches instead of most

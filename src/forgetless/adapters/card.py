@@ -75,6 +75,15 @@ def _audit_lines(result: dict[str, Any]) -> list[str]:
         stderr = result.get("mmlu_delta_stderr")
         spread = f" (± {stderr:.3f} paired s.e.)" if stderr is not None else ""
         lines.append(f"- MMLU: {result['mmlu_before']:.3f} -> {result['mmlu_after']:.3f}{spread}")
+    alone = result.get("unscoped")
+    if result.get("scope") and alone:
+        lines += [
+            "",
+            "These numbers hold with the adapter's scope (`scope.json`: it answers questions that name a taught "
+            "subject; the base answers the rest), as `forgetless generate` and `forgetless serve` apply it. Used "
+            f"on every prompt (plain PEFT, vLLM): reliability {alone['reliability']:.2f}, HighlyKnown facts kept "
+            f"{alone['highly_known_kept']:.2f}.",
+        ]
     return [*lines, "", "Full audit: `results.json` and `report.md` of the run that wrote this adapter."]
 
 

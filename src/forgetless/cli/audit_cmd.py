@@ -26,6 +26,9 @@ def audit(
     samples: int = typer.Option(0, "--samples", help="Sampled answers per prompt (0 = greedy only)."),
     per_relation: int = typer.Option(None, "--per-relation", help="At most N facts per relation (seeded)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output."),
+    no_scope: bool = typer.Option(
+        False, "--no-scope", help="Ignore the adapter's scope.json: audit it on every prompt (as plain PEFT/vLLM)."
+    ),
     lm_eval_tasks: str = typer.Option(
         None, "--lm-eval-tasks", help="lm-eval tasks, e.g. mmlu,truthfulqa_mc2 (pip install 'forgetless[lm-eval]')."
     ),
@@ -47,7 +50,7 @@ def audit(
     lm_eval = LmEvalOptions(
         parse_tasks(lm_eval_tasks), lm_eval_limit, lm_eval_shots, lm_eval_batch_size, lm_eval_include
     ).validate()
-    result = run_audit(adapter, facts, output, model, settings.validate(), overwrite, lm_eval)
+    result = run_audit(adapter, facts, output, model, settings.validate(), overwrite, lm_eval, use_scope=not no_scope)
     print_summary(result, output)
 
 

@@ -38,6 +38,12 @@ def generate(
     top_k: int = typer.Option(SamplingConfig.top_k, "--top-k", help="Top-k sampling (0 = off)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward batch."),
     seed: int = typer.Option(SamplingConfig.seed, "--seed", help="Sampling seed."),
+    no_scope: bool = typer.Option(
+        False,
+        "--no-scope",
+        help="Ignore the adapter's scope.json (facts adapters answer only questions naming a taught subject; "
+        "the base answers the rest): use the adapter on every prompt, as plain PEFT or vLLM would.",
+    ),
     precision: str = typer.Option(
         GENERATE_PRECISION,
         "--precision",
@@ -49,6 +55,8 @@ def generate(
     from forgetless.adapters.loading import load_with_adapter
     from forgetless.data.chat import prompt_messages
     from forgetless.engine.generate import generate_texts
+    from forgetless.knowledge.scope import FactScope
+    from forgetless.knowledge.scoped import generate_in_scope
     from forgetless.utils.console import progress
     from forgetless.utils.fileio import check_output_file, write_jsonl_atomic
 
@@ -61,12 +69,17 @@ def generate(
     sampling = SamplingConfig(max_new_tokens, temperature, top_p, top_k, seed=seed, precision=precision).validate()
     rows = [{"prompt": prompt}] if prompt is not None else read_prompts(input)
     conversations = [r["messages"] if "messages" in r else prompt_messages(r["prompt"], system) for r in rows]
+    scope = None if no_scope or adapter is None else FactScope.load(adapter)
     loaded, tokenizer, _ = load_with_adapter(model, str(adapter) if adapter else None)
     with progress() if input else nullcontext() as bar:  # one --prompt: no bar
         task = bar.add_task("generating", total=len(rows)) if input else None
-        answers = generate_texts(
-            loaded, tokenizer, conversations, sampling, batch_size, on_batch=lambda n: _advance(bar, task, n)
-        )
+
+        def run(convs):
+            return generate_texts(
+                loaded, tokenizer, convs, sampling, batch_size, on_batch=lambda n: _advance(bar, task, n)
+            )
+
+        answers = generate_in_scope(loaded, conversations, scope, run)
     results = [{**row, "answer": a[0]} for row, a in zip(rows, answers, strict=True)]
     if output:
         write_jsonl_atomic(output, results)

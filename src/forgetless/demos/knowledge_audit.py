@@ -122,6 +122,14 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         )
     if result.get("general_loss_before") is not None:
         lines.append(f"loss on general text: {result['general_loss_before']:.3f} -> {result['general_loss_after']:.3f}")
+    scope, alone = result.get("scope"), result.get("unscoped")
+    if scope and alone:
+        lines.append(
+            f"scope: the adapter answers questions naming its {scope['subjects']} subjects "
+            f"({scope['facts_in_scope']} of {scope['facts']} facts), the base the rest; the adapter alone "
+            f"(plain PEFT, vLLM): reliability {alone['reliability']:.2f}, HighlyKnown kept "
+            f"{alone['highly_known_kept']:.2f}"
+        )
     lines.append(
         f"zero-shot answers: {result['answers_before']['unique']} -> {result['answers_after']['unique']} unique, "
         f"refusals {result['refusal_before']:.0%} -> {result['refusal_after']:.0%}, "
@@ -144,6 +152,7 @@ HEADER = (
     "zero-shot",
     "held-out",
     "HighlyKnown kept [95% CI]",
+    "kept, no scope",
     "exploded (wrong)",
     "MMLU",
     "time",
@@ -165,6 +174,7 @@ def comparison_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
                 f"{r['reliability_zero_shot']:.2f}",
                 f"{r['generalization']:.2f}",
                 f"{r['highly_known_kept']:.2f} [{low:.2f}, {high:.2f}]",
+                f"{r['unscoped']['highly_known_kept']:.2f}" if r.get("unscoped") else "(same)",
                 f"{len(exploded)} ({wrong} wrong)",
                 mmlu,
                 f"{r.get('wall_seconds', 0):.0f} s",

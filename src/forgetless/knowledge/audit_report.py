@@ -57,9 +57,37 @@ def _stick_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     if result.get("exploded_wrong"):
         wrong = ", ".join(f"{e['answer']!r} {e['wrong']}/{e['after']}" for e in result["exploded_wrong"][:6])
         rows.append(("exploded answers: wrong where given / given", wrong))
+    rows += _scope_rows(result)
     if result.get("gate_curve"):
         curve = ", ".join(f"{p['step']}:{p['answered']:.2f}" for p in result["gate_curve"])
         rows.append(("gate: step:share answered", curve))
+    return rows
+
+
+def _scope_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The scope's coverage, and the numbers of the same adapter used on every prompt (exported, unscoped)."""
+    scope, unscoped = result.get("scope"), result.get("unscoped")
+    if not scope or not unscoped:
+        return []
+    covered = f"{scope['facts_in_scope']}/{scope['facts']} / {scope['mmlu_in_scope']}"
+    rows = [("scope: facts / MMLU questions in scope", covered)]
+    for key, name in (
+        ("reliability", "reliability"),
+        ("reliability_zero_shot", "answered zero-shot"),
+        ("generalization", "generalization"),
+        ("highly_known_kept", "HighlyKnown kept"),
+        ("mmlu_delta", "MMLU delta"),
+    ):
+        if unscoped.get(key) is not None:
+            rows.append(
+                (
+                    f"without the scope (plain PEFT, vLLM): {name}",
+                    f"{unscoped[key]:+.3f}" if key == "mmlu_delta" else f"{unscoped[key]:.3f}",
+                )
+            )
+    shifts = unscoped.get("shifts")
+    if shifts:
+        rows.append(("without the scope: knowledge shifts (positive / negative / unchanged)", _shift_text(shifts)))
     return rows
 
 

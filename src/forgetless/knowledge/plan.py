@@ -39,6 +39,7 @@ class TrainingPlan:
     anchors: int = 0
     gate_few_shot: float = 0.0  # > 0: the gate also waits for this few-shot P_correct on the new facts
     gate_patience: int = 2
+    scoped: bool = False  # the adapter answers only questions naming a taught subject (knowledge.scope)
 
 
 def paper_plan(chosen: list[Fact], facts: list[Fact], categories: dict[str, str], mixture: str, k: int, seed: int):
@@ -71,11 +72,22 @@ def forgetless_plan(
     rows = forgetless_records(chosen, train_questions, replay, seed)
     if settings.anchor_shots:
         rows = [row for row in rows if row.get("type") != "world"] + few_shot_anchors(pairs, replay, settings, seed)
+    if settings.fact_shots:
+        rows += few_shot_facts(chosen, pairs, replay, settings.fact_shots, seed)
     trained = {f.id for f in chosen} | {f.id for f in anchors}
     gate = [(q, f.answers) for f in chosen for q in train_questions[f.id]] if settings.gate else []
     few_shot = settings.gate_few_shot if settings.gate else 0.0
     patience = settings.gate_patience
-    return TrainingPlan(rows, trained, held, gate, len(anchors), gate_few_shot=few_shot, gate_patience=patience)
+    return TrainingPlan(
+        rows,
+        trained,
+        held,
+        gate,
+        len(anchors),
+        gate_few_shot=few_shot,
+        gate_patience=patience,
+        scoped=settings.scope,
+    )
 
 
 def few_shot_anchors(pairs, replay, settings: RecipeSettings, seed: int) -> list[dict[str, Any]]:
@@ -91,4 +103,24 @@ def few_shot_anchors(pairs, replay, settings: RecipeSettings, seed: int) -> list
             others = [(q, a) for i, q, a in items if i != fact_id]
             shots = rng.sample(others, min(settings.anchor_shots, len(others)))
             rows.append(few_shot_anchor(question, answer, shots))
+    return rows
+
+
+def few_shot_facts(chosen: list[Fact], pairs, replay, shots: int, seed: int) -> list[dict[str, Any]]:
+    """Each new fact's probe question behind `shots` exemplars of its relation: other new facts (their true
+    answers) and anchors (the base's answers), never retention facts. The probes ask facts this way, and
+    a fact learned only zero-shot is often pulled to an exemplar's answer ("West African CFA franc")."""
+    rng = random.Random(f"fact-shots/{seed}")
+    pool: dict[str, list[tuple[str, str, str]]] = {}
+    for fact in chosen:
+        pool.setdefault(fact.relation, []).append((fact.id, question_for(fact), fact.object))
+    for (question, fact), (_, answer) in zip(pairs, replay, strict=True):
+        if answer:
+            pool.setdefault(fact.relation, []).append((fact.id, question, answer))
+    rows = []
+    for fact in chosen:
+        others = [(q, a) for i, q, a in pool[fact.relation] if i != fact.id]
+        exemplars = rng.sample(others, min(shots, len(others)))
+        rows.append(few_shot_anchor(question_for(fact), fact.object, exemplars, kind="task"))
+    rng.shuffle(rows)
     return rows

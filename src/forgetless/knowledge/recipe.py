@@ -20,6 +20,13 @@
 4. **KL to the base on the anchors.** Besides the base's answer (cross-entropy), the adapter's whole
    next-token distribution on each anchor answer is pulled to the base's (`anchor_kl`, the teacher is the
    same model with the adapter disabled): this is what keeps the answers of facts never trained on.
+5. **Few-shot fact records.** One more record per new fact: its probe question behind `fact_shots` (4)
+   exemplars of its relation (other new facts, anchors; never retention facts). Learned zero-shot only, a
+   fact asked behind exemplars was often answered with an exemplar's answer. Training batches group
+   records by length (`group_by_length`), so these few long records do not pad every batch.
+6. **The scope** (`scope`, on): the adapter answers only questions naming a taught subject; the base
+   answers the rest, bit for bit (`knowledge.scope`, applied by `generate`, `serve` and the audit). Every
+   result also reports the adapter used on every prompt (`unscoped`), as plain PEFT or vLLM run it.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class RecipeSettings:
     anchor_phrasings: int = 2
     anchor_answers: str = "probe"  # probe: the base's short few-shot greedy answer; zero_shot: its zero-shot reply
     anchor_shots: int = 0  # > 0: anchors are asked behind this many exemplars (other anchors), as the probes ask
+    scope: bool = True  # the adapter answers only questions naming a taught subject; the base the rest
+    fact_shots: int = 4  # > 0: one more record per new fact, its probe question behind this many exemplars
     gate: bool = True  # stop once every new fact is answered under its training phrasings
     gate_few_shot: float = 0.0  # > 0: ... and its few-shot P_correct (own exemplar draws) reaches this
     gate_patience: int = 2  # few-shot checks without improvement before the gate stops anyway
@@ -54,6 +63,8 @@ class RecipeSettings:
     def validate(self) -> RecipeSettings:
         if self.phrasings < 1 or self.anchor_phrasings < 1 or self.anchor_facts < 0:
             raise ConfigError("recipe phrasings must be >= 1 and anchor_facts >= 0")
+        if self.fact_shots < 0 or self.anchor_shots < 0:
+            raise ConfigError("recipe fact_shots and anchor_shots must be >= 0 (0 = zero-shot records only)")
         if self.anchor_answers not in ("probe", "zero_shot"):
             raise ConfigError(f"anchor_answers must be probe or zero_shot, got {self.anchor_answers!r}")
         return self
@@ -71,7 +82,14 @@ def forgetless_train_args() -> TrainArgs:
     On the ablation's 400 facts (n=20, seed 0) the KL weight moved HighlyKnown kept 0.57 (0) -> 0.75 (1)
     -> 0.83 (5): the base's whole answer distribution is kept, not only its greedy answer."""
     return TrainArgs(
-        rank=16, alpha=32.0, lr=1e-3, epochs=15.0, dropout=0.0, target_modules=list(FFN), anchor_kl=ANCHOR_KL
+        rank=16,
+        alpha=32.0,
+        lr=1e-3,
+        epochs=15.0,
+        dropout=0.0,
+        target_modules=list(FFN),
+        anchor_kl=ANCHOR_KL,
+        group_by_length=True,
     )
 
 
@@ -152,9 +170,11 @@ def qa_record(question: str, answer: str, kind: str | None = None) -> dict[str, 
     return {**row, "type": kind} if kind else row
 
 
-def few_shot_anchor(question: str, answer: str, exemplars: list[tuple[str, str]]) -> dict[str, Any]:
-    """An anchor asked behind (question, answer) exemplars of other anchors, in the probes' format. Every
-    assistant turn is trained: the exemplars are anchors too, never retention facts."""
+def few_shot_anchor(
+    question: str, answer: str, exemplars: list[tuple[str, str]], kind: str = "world"
+) -> dict[str, Any]:
+    """A question asked behind (question, answer) exemplars, in the probes' format. Every assistant turn is
+    trained: the exemplars are anchors or new facts, never retention facts. `kind`: the LoRAMoE type."""
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     for shot_question, shot_answer in exemplars:
         messages += [
@@ -165,7 +185,7 @@ def few_shot_anchor(question: str, answer: str, exemplars: list[tuple[str, str]]
         {"role": "user", "content": f"Question: {question}"},
         {"role": "assistant", "content": f"Answer: {answer}"},
     ]
-    return {"messages": messages, "type": "world"}
+    return {"messages": messages, "type": kind}
 
 
 def forgetless_records(

@@ -31,6 +31,8 @@ from forgetless.knowledge.inject import (
 )
 from forgetless.knowledge.plan import TrainingPlan, forgetless_plan, paper_plan
 from forgetless.knowledge.recipe import RecipeSettings
+from forgetless.knowledge.scope import FactScope
+from forgetless.knowledge.scoped import scoped_snapshot
 from forgetless.knowledge.slick import ProbeSettings, probe_facts
 from forgetless.knowledge.stick import exploded_wrong, stick_metrics
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
@@ -89,9 +91,11 @@ def run_injection(
         key = _key(info, stage / "adapter")
         after = measure(adapted, tokenizer, audited, settings, cache, key, label="adapted", pool=facts)
         before = restrict(before, facts, {f.id for f in audited})
-        result = {**compare(before, after), **reliability(after.probes, {f.id for f in chosen})}
-        result.update(stick_metrics(adapted, tokenizer, chosen, plan.held_out, before, after, plan.trained_ids))
-        result["exploded_wrong"] = exploded_wrong(result["exploded_answers"], audited, after.answers)
+        scope = FactScope.for_facts(chosen, facts) if plan.scoped else None
+        result, after = _audit_adapted(adapted, tokenizer, (before, after), (chosen, audited), plan, settings, scope)
+        if scope is not None:
+            scope.save(stage / "adapter")
+            write_jsonl_atomic(stage / "facts_after_unscoped.jsonl", [_probe_row(p) for p in result.pop("_unscoped")])
         result.update(recipe=cfg.recipe, config=cfg.to_dict(), train_records=len(plan.rows), anchors=plan.anchors)
         steps = max((e.get("step", 0) for e in trained.log_history), default=0)
         result.update(train_loss=trained.metrics.get("train_loss"), train_steps=steps)
@@ -107,6 +111,51 @@ def run_injection(
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return result
+
+
+UNSCOPED_KEYS = (
+    "reliability",
+    "reliability_zero_shot",
+    "generalization",
+    "highly_known_kept",
+    "highly_known_kept_ci95",
+    "known_mcnemar",
+    "mmlu_after",
+    "mmlu_delta",
+    "mmlu_delta_stderr",
+    "exploded_answers",
+    "exploded_wrong",
+    "refusal_after",
+    "shifts",
+)
+
+
+def _audit_adapted(model, tokenizer, snapshots, facts, plan, settings, scope):
+    """(results, the "after" snapshot used): through `scope` when given, with the unscoped numbers under
+    `unscoped` (and the unscoped probes under `_unscoped`, for facts_after_unscoped.jsonl)."""
+    (before, after), (chosen, audited) = snapshots, facts
+    result = _measures(model, tokenizer, before, after, chosen, audited, plan, settings, scope=None)
+    if scope is None:
+        return result, result.pop("_after")
+    unscoped = result
+    result = _measures(model, tokenizer, before, after, chosen, audited, plan, settings, scope)
+    result["unscoped"] = {k: unscoped.get(k) for k in UNSCOPED_KEYS}
+    result["_unscoped"] = after.probes
+    return result, result.pop("_after")
+
+
+def _measures(model, tokenizer, before, after, chosen, audited, plan, settings, scope) -> dict[str, Any]:
+    """Audit numbers of the adapted model, through `scope` when given (the adapter answers only questions
+    about the taught subjects, as `generate` and `serve` run it); `_after` holds the snapshot used."""
+    coverage = None
+    if scope is not None:
+        after, coverage = scoped_snapshot(before, after, audited, scope, settings)
+    result = {**compare(before, after), **reliability(after.probes, {f.id for f in chosen})}
+    result.update(stick_metrics(model, tokenizer, chosen, plan.held_out, before, after, plan.trained_ids, scope))
+    result["exploded_wrong"] = exploded_wrong(result["exploded_answers"], audited, after.answers)
+    if coverage is not None:
+        result["scope"] = {"subjects": len(scope.subjects), "shadows": list(scope.shadows), **coverage}
+    return {**result, "_after": after}
 
 
 def _by_id(facts: list[Fact], ids: list[str]) -> list[Fact]:
@@ -181,23 +230,33 @@ def run_audit(
     settings=None,
     overwrite=False,
     lm_eval=None,
+    use_scope: bool = True,
 ) -> dict[str, Any]:
     """Compare base (adapter disabled) and base + adapter on facts, MMLU and general text; optionally on
     lm-evaluation-harness tasks too (`lm_eval`: an `LmEvalOptions`; skipped with a message when lm-eval
-    or its data is unavailable)."""
+    or its data is unavailable). An adapter with a `scope.json` is audited as `generate` runs it (only
+    prompts in scope reach it) unless `use_scope` is False; its unscoped numbers come alongside."""
     from forgetless.adapters.loading import adapter_disabled, load_with_adapter
 
     settings = (settings or AuditSettings()).validate()
     if lm_eval is not None:
         lm_eval.validate()
     output = check_output_dir(output, overwrite, inputs=[facts, adapter, model or ""])
+    scope = FactScope.load(adapter) if use_scope else None
     fact_list = cap_per_relation(load_facts(facts), settings.per_relation, settings.seed)
     loaded, tokenizer, info = load_with_adapter(model, str(adapter))
     cache = probe_cache_dir(output)
     with adapter_disabled(loaded):
         before = measure(loaded, tokenizer, fact_list, settings, cache, _key(info), label="adapter off")
     after = measure(loaded, tokenizer, fact_list, settings, cache, _key(info, Path(adapter)), label="adapter on")
-    result = {**compare(before, after), "adapter": str(adapter), "base_model": info.model_id}
+    result = compare(before, after)
+    if scope is not None:  # the adapter as generate and serve run it; the unscoped numbers alongside
+        unscoped = result
+        after, coverage = scoped_snapshot(before, after, fact_list, scope, settings)
+        result = compare(before, after)
+        result["scope"] = {"subjects": len(scope.subjects), "shadows": list(scope.shadows), **coverage}
+        result["unscoped"] = {k: unscoped.get(k) for k in UNSCOPED_KEYS if k in unscoped}
+    result.update(adapter=str(adapter), base_model=info.model_id)
     if lm_eval is not None and lm_eval.tasks:
         result["lm_eval"] = _lm_eval(loaded, tokenizer, lm_eval)
     stage = staging_dir(output)

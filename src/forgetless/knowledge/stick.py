@@ -22,18 +22,25 @@ from typing import Any
 from forgetless.eval.significance import mcnemar_exact, proportion
 from forgetless.knowledge.answers import is_correct
 from forgetless.knowledge.facts import Fact, question_for
-from forgetless.knowledge.gate import answer_questions
 
 KNOWN = "HighlyKnown"
 
 
 def stick_metrics(
-    model, tokenizer, new: list[Fact], held_out: dict[str, list[str]], before, after, trained_ids: set[str]
+    model,
+    tokenizer,
+    new: list[Fact],
+    held_out: dict[str, list[str]],
+    before,
+    after,
+    trained_ids: set[str],
+    scope=None,
 ) -> dict[str, Any]:
-    """The measures above for an adapted model; `before`/`after` are the audit snapshots."""
-    zero_shot = _answered(model, tokenizer, [(question_for(f), f) for f in new])
+    """The measures above for an adapted model; `before`/`after` are the audit snapshots. With a `scope`
+    (`knowledge.scope.FactScope`) questions out of scope are answered by the base, as `generate` does."""
+    zero_shot = _answered(model, tokenizer, [(question_for(f), f) for f in new], scope)
     held = [(q, f) for f in new for q in held_out.get(f.id, [])]
-    generalization = _answered(model, tokenizer, held)
+    generalization = _answered(model, tokenizer, held, scope)
     kept = _kept(before, after, trained_ids)
     return {
         "reliability_zero_shot": zero_shot["value"],
@@ -60,10 +67,12 @@ def exploded_wrong(exploded: list[dict], facts: list[Fact], answers: list[str]) 
     return out
 
 
-def _answered(model, tokenizer, items: list[tuple[str, Fact]]) -> dict[str, Any]:
+def _answered(model, tokenizer, items: list[tuple[str, Fact]], scope=None) -> dict[str, Any]:
+    from forgetless.knowledge.scoped import answer_in_scope
+
     if not items:
         return proportion(0, 0)
-    answers = answer_questions(model, tokenizer, [question for question, _ in items])
+    answers = answer_in_scope(model, tokenizer, [question for question, _ in items], scope)
     right = sum(is_correct(a, f.answers, mode="substring") for a, (_, f) in zip(answers, items, strict=True))
     return proportion(right, len(items))
 

@@ -142,7 +142,7 @@ def create_app(
 
     @app.post(CHAT)
     async def chat(body: s.ChatCompletionRequest, request: Request) -> Any:
-        target = registry.resolve(body.model)
+        target = registry.within_scope(registry.resolve(body.model), body.routing_text())
         limits.check_messages(len(body.messages))
         gen = _gen_request(body, target, config, messages=body.conversation(), routing=body.routing_text())
         await fit(body, gen)
@@ -150,7 +150,7 @@ def create_app(
 
     @app.post(COMPLETIONS)
     async def completions(body: s.CompletionRequest, request: Request) -> Any:
-        target = registry.resolve(body.model)
+        target = registry.within_scope(registry.resolve(body.model), body.text())
         gen = _gen_request(body, target, config, prompt=body.text(), routing=body.text())
         await fit(body, gen)
         return await Exchange(services, request, body, target, CompletionFormat(body), gen).respond()

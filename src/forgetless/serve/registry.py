@@ -20,6 +20,7 @@ from pathlib import Path
 from forgetless.adapters import names
 from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError, ModelError
+from forgetless.knowledge.scope import FactScope
 from forgetless.serve.batching import RouteDecision
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # what forgetless.adapters.mixed accepts too
@@ -47,6 +48,7 @@ class Registry:
         for name in adapters:
             check_name(name)
         self.adapters = dict(adapters)
+        self.scopes = {name: scope for name, path in self.adapters.items() if (scope := FactScope.load(path))}
         self.switch = switch
         self.base_id = base_id
         self.default = AUTO if switch is not None else BASE
@@ -68,6 +70,14 @@ class Registry:
         if name in self.adapters:
             return Target(name, name)
         raise UnknownModel(name)
+
+    def within_scope(self, target: Target, text: str) -> Target:
+        """The base instead of a facts adapter whose scope (`scope.json`) the prompt's text is not in:
+        such an adapter answers only questions naming a subject it was taught (`knowledge.scope`)."""
+        scope = self.scopes.get(target.adapter) if target.adapter else None
+        if scope is None or scope.applies(text):
+            return target
+        return Target(target.name, None)
 
     def route(self, texts: list[str]) -> list[RouteDecision]:
         """Switch decisions for prompts; `__base__` (abstained or routed to base) -> adapter None."""

@@ -44,6 +44,7 @@ class TrainArgs:
     scheduler: str = "cosine"
     loss_on: str = "response"  # or "all" (whole-sequence loss)
     anchor_kl: float = 0.0  # weight of KL(base || adapter) on the answers of `world` records (0: off)
+    group_by_length: bool = False  # batches of similar lengths (HF's LengthGroupedSampler): less padding
 
     def args(self) -> dict[str, Any]:
         """The `TrainArgs` fields only (also of a subclass such as TrainConfig), lists copied."""

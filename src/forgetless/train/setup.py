@@ -59,7 +59,9 @@ def build_trainer(
         seed=cfg.seed,
         bf16=precision == "bf16",
         use_cpu=model.device.type == "cpu",
-        train_sampling_strategy="random",  # seeded per epoch: --resume replays the exact batches
+        # seeded per epoch: --resume replays the exact batches; group_by_length cuts padding when few long
+        # records share batches with many short ones (the recipe's few-shot records)
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         remove_unused_columns=False,
         report_to=[],
         dataloader_num_workers=0,
