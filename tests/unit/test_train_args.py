@@ -42,6 +42,7 @@ TRAIN_KEYS = [
     "scheduler",
     "loss_on",
     "anchor_kl",
+    "group_by_length",
     "system",
     "save_steps",
     "logging_steps",
