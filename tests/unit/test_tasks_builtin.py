@@ -140,6 +140,23 @@ def test_generated_answers_are_correct(built):
         assert record["response"] == capitals[dict(_parse("capital", record["prompt"])[1])["country"]]
 
 
+def test_num2words_eval_numbers_are_drawn_like_train_numbers():
+    # The suite's sizes (configs/continual_builtin.yaml). Distinct draws in draw order put the small
+    # pools (10 one-digit, 90 two-digit numbers) mostly into the first items, the eval ones: about a
+    # third of eval numbers were below 100 against 9% of train numbers (issue 14).
+    def small_share(records: list[dict]) -> float:
+        return sum(int(re.search(r"\d+", r["prompt"]).group()) < 100 for r in records) / len(records)
+
+    eval_shares, train_shares = [], []
+    for seed in range(5):
+        train, eval_ = build_task("num2words", seed=seed, n_train=1000, n_eval=30)
+        train_shares.append(small_share(train))
+        eval_shares.append(small_share(eval_))
+    eval_share, train_share = sum(eval_shares) / 5, sum(train_shares) / 5
+    assert 0.05 < train_share < 0.15
+    assert abs(eval_share - train_share) < 0.07, (eval_shares, train_shares)
+
+
 def test_small_pool_repeats_items_under_other_phrasings():
     # countryinfo has ~250 countries with a capital: 400 train records need each one twice or more
     train, eval_ = build_task("capital", seed=3, n_train=400, n_eval=50)

@@ -17,9 +17,10 @@ Default metric of every task: `exact_match`, the SQuAD-normalized one of `forget
 "twenty-one"; `TASK_SPECS[name].metric` holds it and `tasks.yaml` repeats it.
 
 Splits are by *item* (a number, a noun, a (country, language) pair, a country, a date): no item — and
-therefore no prompt — is in both train and eval. Eval items are drawn first. When a finite pool has
-fewer than `n_train` items left for training, train items are repeated under other phrasings (each
-prompt still occurs once); a `DataError` says so when even that cannot reach `n_train`.
+therefore no prompt — is in both train and eval. Eval items are the first `n_eval` of the task's items
+in a seeded random order, so they are distributed like the train items. When a finite pool has fewer
+than `n_train` items left for training, train items are repeated under other phrasings (each prompt
+still occurs once); a `DataError` says so when even that cannot reach `n_train`.
 
     from forgetless.data.tasks import build_task, write_builtin_suite
     train, eval_ = build_task("plural", seed=0, n_train=200, n_eval=50)
@@ -246,7 +247,11 @@ def _num2words_items(rng: random.Random, needed: int) -> list[_Item]:
         digits = r.randint(1, 6)  # every magnitude equally likely: 7, 42, 615, ..., 480213
         return r.randrange(0 if digits == 1 else 10 ** (digits - 1), 10**digits)
 
-    return [_number_item(n) for n in _distinct(rng, needed, draw, cap=10**6)]
+    # Shuffled: in draw order the small pools (10 one-digit, 90 two-digit numbers) run out early, so the
+    # first items, the eval ones, would hold far more small numbers than training does (issue 14).
+    numbers = _distinct(rng, needed, draw, cap=10**6)
+    rng.shuffle(numbers)
+    return [_number_item(n) for n in numbers]
 
 
 def _number_item(number: int) -> _Item:
