@@ -13,12 +13,15 @@ from forgetless.train.config import TrainConfig
 from tests.conftest import QA_ROWS, build_tiny_llama
 
 
-def _batch(tokenizer, types):
+def _batch(tokenizer, types, order=None, indexed=False):
     features = []
-    for row, kind in zip(QA_ROWS, types, strict=True):
+    for index in order or range(len(types)):
+        row, kind = QA_ROWS[index], types[index]
         messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
         ids, labels = encode_messages(tokenizer, messages)
         features.append({"input_ids": ids, "labels": labels, "sample_type": kind})
+        if indexed:
+            features[-1]["record_index"] = index
     return LeftPadCollator(tokenizer.pad_token_id)(features)
 
 
@@ -81,6 +84,49 @@ def test_anchor_kl_adds_weight_times_kl_and_skips_batches_without_anchors(tokeni
             plain.compute_loss(model, dict(task_only)).item(), rel=1e-6
         )
     assert "anchor_kl" in weighted._logged and len(weighted._logged["anchor_kl"]) == 1
+
+
+def test_teacher_runs_once_per_record_and_cached_kl_is_exact(tokenizer, tmp_path):
+    trainer, model = _trainer(tokenizer, tmp_path, anchor_kl=1.0)
+    _perturb(model)
+    teacher_calls = []
+    disabled = trainer.method.disabled
+
+    def counting(m):
+        teacher_calls.append(1)
+        return disabled(m)
+
+    trainer.method.disabled = counting
+    types = [1, 0, 1, 1]
+    first = _batch(tokenizer, types, indexed=True)
+    regrouped = _batch(tokenizer, types, order=[3, 2], indexed=True)  # other rows, other padding
+    with torch.no_grad():
+        trainer.compute_loss(model, dict(first))
+        assert trainer._logged["anchor_kl"][-1] == pytest.approx(
+            _reference_kl(model, first, torch.tensor([True, False, True, True])).item(), rel=1e-4
+        )
+        trainer.compute_loss(model, dict(regrouped))
+        assert trainer._logged["anchor_kl"][-1] == pytest.approx(
+            _reference_kl(model, regrouped, torch.tensor([True, True])).item(), rel=1e-4
+        )
+    assert len(teacher_calls) == 1 and len(trainer.teacher_cache) == 3
+
+
+def test_teacher_cache_past_its_budget_computes_instead_of_storing():
+    from forgetless.train.teacher import TeacherCache
+
+    cache, calls = TeacherCache(budget_bytes=2 * 5 * 4), []  # room for one record: 2 tokens x 5 floats
+    labelled = torch.tensor([[True, True], [True, True]])
+    values = torch.arange(20, dtype=torch.float32).reshape(2, 2, 5)
+
+    def compute(which):
+        calls.append(which.tolist())
+        return values[which]
+
+    expected = values.reshape(4, 5)
+    assert torch.equal(cache.log_probs([7, 8], labelled, compute), expected)
+    assert torch.equal(cache.log_probs([7, 8], labelled, compute), expected)
+    assert calls == [[True, True], [False, True]] and len(cache) == 1 and cache.full
 
 
 def test_anchor_kl_must_not_be_negative(tmp_path):

@@ -36,6 +36,7 @@ class AdapterMethod(Protocol):
     mixable: ClassVar[bool]  # rows of it can share one batch with other adapters (PEFT `adapter_names`)
     vllm_servable: ClassVar[bool]  # `forgetless export vllm` can export it
     owns_checkpoints: ClassVar[bool]  # saves/loads its own checkpoints (else the Trainer's PEFT saving)
+    row_separable: ClassVar[bool]  # its losses are sums over rows: a batch may run as length groups
 
     def __init__(self, cfg: Any) -> None: ...
 
@@ -130,6 +131,7 @@ _MEMBERS = (
     "mixable",
     "vllm_servable",
     "owns_checkpoints",
+    "row_separable",
     "default_alpha",
     "validate_options",
     "check_types",

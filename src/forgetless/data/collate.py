@@ -14,7 +14,8 @@ from forgetless.data.chat import IGNORE_INDEX
 
 
 class LeftPadCollator:
-    """Pads `input_ids`/`labels` on the left and adds `attention_mask`, `position_ids` (and `sample_type`)."""
+    """Pads `input_ids`/`labels` on the left and adds `attention_mask`, `position_ids` (and passes
+    `sample_type` and `record_index` through)."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -36,8 +37,9 @@ class LeftPadCollator:
             "attention_mask": attention_mask,
             "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
         }
-        if "sample_type" in features[0]:
-            batch["sample_type"] = torch.tensor([f["sample_type"] for f in features])
+        for key in ("sample_type", "record_index"):
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features])
         return batch
 
 
@@ -48,3 +50,25 @@ def label_window(labels) -> int:
         return 1
     first = max(int(has_label[0]), 1)  # position 0 has no predecessor: its label can never be predicted
     return labels.shape[1] - first + 1
+
+
+def length_groups(attention_mask, min_saving: float = 0.3) -> list:
+    """Row indices of a left-padded batch in one or two groups by real length: two when running each group
+    at its own width would skip at least `min_saving` of the batch's padded positions.
+
+    A few long records in a batch of short ones pad every row to the long width; on the CPU the padding
+    costs as much as real tokens. Losses that are sums over rows are unchanged by the split."""
+    import torch
+
+    lengths = attention_mask.sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    ranked = lengths[order].tolist()
+    rows, width = len(ranked), attention_mask.shape[1]
+    best, cut = rows * width, rows
+    for split in range(1, rows):  # the first `split` rows run at ranked[0], the others at ranked[split]
+        area = split * ranked[0] + (rows - split) * ranked[split]
+        if area < best:
+            best, cut = area, split
+    if cut == rows or best > (1 - min_saving) * rows * width:
+        return [torch.arange(rows)]
+    return [order[:cut].sort().values, order[cut:].sort().values]

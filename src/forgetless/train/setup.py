@@ -13,11 +13,12 @@ SAMPLE_TYPE_IDS = {"world": 1, "task": 0, None: -1}
 
 
 def build_dataset(tokenizer, records: list[Record], cfg: TrainConfig):
-    """Tokenize records into a `datasets.Dataset` with input_ids, labels, length and sample_type."""
+    """Tokenize records into a `datasets.Dataset` with input_ids, labels, length, sample_type and
+    record_index (the record's position, which keys the anchor-KL teacher cache)."""
     import datasets
 
     rows = []
-    for record in records:
+    for index, record in enumerate(records):
         messages = record.messages
         if cfg.system and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": cfg.system}, *messages]
@@ -25,7 +26,9 @@ def build_dataset(tokenizer, records: list[Record], cfg: TrainConfig):
         if all(label == IGNORE_INDEX for label in labels):
             raise DataError(f"{record.source}: the response does not fit in --max-length {cfg.max_length}")
         sample_type = SAMPLE_TYPE_IDS[record.type]
-        rows.append({"input_ids": ids, "labels": labels, "length": len(ids), "sample_type": sample_type})
+        rows.append(
+            {"input_ids": ids, "labels": labels, "length": len(ids), "sample_type": sample_type, "record_index": index}
+        )
     return datasets.Dataset.from_list(rows)
 
 

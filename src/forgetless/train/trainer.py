@@ -8,7 +8,8 @@ multi-device averaging behave as in a stock Trainer and `accelerate launch` work
 `anchor_kl` > 0 adds KL(base || adapter) on the labelled tokens of `world` records (the self-replay
 anchors of the forgetless recipe): the base's whole next-token distribution there, not only its greedy
 answer, is what the adapter must keep. The teacher is the same model under `method.disabled` (peft's
-`disable_adapter()`), so no second copy of the base is held; it runs on the `world` rows only.
+`disable_adapter()`), so no second copy of the base is held; it runs on the `world` rows only, and only
+the first time a record is seen: the base is frozen, so its log-probs are kept (`forgetless.train.teacher`).
 
 A `method` (an `AdapterMethod`, see `forgetless.adapters.base`) plugs in what differs between adapters: a context around
 the forward (LoRAMoE passes sample types to its routers), auxiliary losses `{name: (value, weight)}`
@@ -28,9 +29,10 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from forgetless.data.chat import IGNORE_INDEX
-from forgetless.data.collate import label_window
+from forgetless.data.collate import label_window, length_groups
 from forgetless.errors import TrainingDiverged
 from forgetless.train.progress import RichProgressCallback, quiet_trainer
+from forgetless.train.teacher import TeacherCache
 
 
 def accepts_logits_to_keep(model) -> bool:
@@ -46,6 +48,7 @@ class ForgetlessTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.method = method
         self.anchor_kl = anchor_kl
+        self.teacher_cache = TeacherCache()
         self.model_accepts_loss_kwargs = True  # our loss is normalized by num_items_in_batch
         self._slice_logits = accepts_logits_to_keep(self.model)
         self._logged: dict[str, list[float]] = {}
@@ -64,7 +67,29 @@ class ForgetlessTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
-        extras = {k: inputs.pop(k) for k in ("sample_type",) if k in inputs}
+        extras = {k: inputs.pop(k) for k in ("sample_type", "record_index") if k in inputs}
+        separable = not return_outputs and self.method is not None and self.method.row_separable
+        groups = length_groups(inputs["attention_mask"]) if separable else [None]
+        parts = [self._part_loss(model, *_rows(inputs, labels, extras, rows)) for rows in groups]
+        loss_sum, tokens = sum(p["lm"] for p in parts), sum(p["tokens"] for p in parts)
+        aux = {k: v for p in parts for k, v in p["aux"].items()}  # several parts: row-separable methods only
+        kl_parts = [p["kl"] for p in parts if p["kl"] is not None]
+        if kl_parts:
+            kl_tokens = sum(count for _, count in kl_parts).clamp(min=1)
+            aux = {**aux, "anchor_kl": (sum(total for total, _ in kl_parts) / kl_tokens, self.anchor_kl)}
+        count = num_items_in_batch if num_items_in_batch is not None else tokens
+        loss = loss_sum / count
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        if aux:  # log the LM part separately only when something is added to it
+            self._remember("lm_loss", loss_sum / tokens.clamp(min=1))
+        for name, (value, weight) in aux.items():
+            self._remember(name, value)
+            loss = loss + weight * value
+        return (loss, parts[0]["outputs"]) if return_outputs else loss
+
+    def _part_loss(self, model, inputs, labels, extras) -> dict:
+        """Summed LM loss, labelled token count, method losses and (KL sum, tokens) of one forward."""
         keep = label_window(labels)
         kwargs = {"logits_to_keep": keep} if self._slice_logits else {}
         hooked = {**inputs, **extras}
@@ -72,42 +97,40 @@ class ForgetlessTrainer(Trainer):
             outputs = model(**inputs, use_cache=False, **kwargs)
             aux = self.method.aux_losses(model, hooked) if self.method else {}
         logits = outputs.logits[:, -keep:]  # [B, K, V]: positions T-K .. T-1
-        targets = labels[:, labels.shape[1] - keep + 1 :]  # tokens T-K+1 .. T-1
+        targets = labels[:, labels.shape[1] - keep + 1 :].to(logits.device)  # tokens T-K+1 .. T-1
+        kl = None
         if self.anchor_kl > 0 and self.method is not None and "sample_type" in extras:
-            kl = self._anchor_kl(model, inputs, extras["sample_type"], logits, targets, kwargs)
-            if kl is not None:
-                aux = {**aux, "anchor_kl": (kl, self.anchor_kl)}
-        loss_sum = F.cross_entropy(
+            kl = self._anchor_kl(model, inputs, extras, logits, targets, kwargs)
+        lm = F.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-            targets.reshape(-1).to(logits.device),
+            targets.reshape(-1),
             ignore_index=IGNORE_INDEX,
             reduction="sum",
         )
-        count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
-        loss = loss_sum / count
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            loss = loss * self.accelerator.num_processes
-        if aux:  # log the LM part separately only when something is added to it
-            self._remember("lm_loss", loss_sum / (targets != IGNORE_INDEX).sum().clamp(min=1))
-        for name, (value, weight) in aux.items():
-            self._remember(name, value)
-            loss = loss + weight * value
-        return (loss, outputs) if return_outputs else loss
+        return {"outputs": outputs, "lm": lm, "tokens": (targets != IGNORE_INDEX).sum(), "aux": aux, "kl": kl}
 
-    def _anchor_kl(self, model, inputs, sample_type, logits, targets, kwargs):
-        """Mean KL(base || adapter) per labelled token of the `world` rows; None when the batch has none."""
-        rows = (sample_type == 1).to(logits.device)
+    def _anchor_kl(self, model, inputs, extras, logits, targets, kwargs):
+        """(summed KL(base || adapter), labelled tokens) over the `world` rows; None when there are none."""
+        rows = (extras["sample_type"] == 1).to(logits.device)
         if not bool(rows.any()):
             return None
-        with torch.no_grad(), self.method.disabled(model):
-            teacher = model(**{k: v[rows] for k, v in inputs.items()}, use_cache=False, **kwargs).logits
-        teacher = teacher[:, -logits.shape[1] :, :][:, :-1].float()
-        student = logits[rows][:, :-1].float()
-        labelled = (targets[rows] != IGNORE_INDEX).to(logits.device)
-        per_token = F.kl_div(
-            F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), log_target=True, reduction="none"
-        ).sum(-1)
-        return (per_token * labelled).sum() / labelled.sum().clamp(min=1)
+        labelled = (targets[rows] != IGNORE_INDEX).to(logits.device)  # [R, K-1]
+        student = F.log_softmax(logits[rows][:, :-1].float(), dim=-1)[labelled]  # [N, V]
+        world = rows.nonzero().flatten()
+
+        def teacher(which: torch.Tensor) -> torch.Tensor:  # [R', K-1, V] log-probs of world rows `which`
+            picked = world[which.to(world.device)]
+            with torch.no_grad(), self.method.disabled(model):
+                out = model(**{k: v[picked] for k, v in inputs.items()}, use_cache=False, **kwargs).logits
+            return F.log_softmax(out[:, -logits.shape[1] :, :][:, :-1].float(), dim=-1)
+
+        if "record_index" in extras:
+            records = extras["record_index"][rows.to(extras["record_index"].device)].tolist()
+            target = self.teacher_cache.log_probs(records, labelled, teacher)
+        else:  # a dataset without record indices: the teacher runs every step
+            target = teacher(torch.ones(len(world), dtype=torch.bool))[labelled]
+        per_token = F.kl_div(student, target, log_target=True, reduction="none").sum(-1)
+        return per_token.sum(), labelled.sum()
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         if self.method is None or not self.method.owns_checkpoints:
@@ -137,3 +160,13 @@ class ForgetlessTrainer(Trainer):
         if "loss" in logs:
             self._logged = {}
         super().log(logs, *args, **kwargs)
+
+
+def _rows(inputs: dict, labels, extras: dict, rows) -> tuple[dict, object, dict]:
+    """(inputs, labels, extras) of the batch rows `rows`, cut to their own width (None: the whole batch)."""
+    if rows is None:
+        return inputs, labels, extras
+    rows = rows.to(labels.device)
+    width = int(inputs["attention_mask"][rows].sum(dim=1).max())
+    cut = {k: v[rows][:, -width:] if v.dim() == 2 else v[rows] for k, v in inputs.items()}
+    return cut, labels[rows][:, -width:], {k: v[rows.to(v.device)] for k, v in extras.items()}

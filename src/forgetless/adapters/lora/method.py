@@ -30,6 +30,7 @@ class LoraMethod:
     mixable: ClassVar[bool] = True
     vllm_servable: ClassVar[bool] = True
     owns_checkpoints: ClassVar[bool] = False
+    row_separable: ClassVar[bool] = True
 
     def __init__(self, cfg: Any):
         self.cfg = cfg

@@ -33,6 +33,7 @@ class LoRAMoEMethod:
     mixable: ClassVar[bool] = False
     vllm_servable: ClassVar[bool] = False
     owns_checkpoints: ClassVar[bool] = True
+    row_separable: ClassVar[bool] = False  # LBC balances experts over the whole batch
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
