@@ -18,7 +18,8 @@ code of `forgetless inject`):
   `loramoe` (the recipe's records, anchors typed `world`, new facts `task`, LoRAMoE + LBC) at n = 50 only;
 - per cell: reliability (few-shot P_correct), zero-shot reliability, generalization (held-out phrasing),
   HighlyKnown facts kept (never trained), the exact McNemar test, MMLU (114 q, 0-shot) with its paired
-  s.e., exploded answers, steps and wall time.
+  s.e., exploded answers (over all facts, and over the facts never trained: the collapse onto trained
+  answers), steps and wall time.
 Writes experiments/results/facts_that_stick/{README.md, results.json, stick.png}; cells live in .../work/
 (not committed) and a killed run resumes. Run two processes with OMP_NUM_THREADS=1 and disjoint --arms.
 """
@@ -123,6 +124,8 @@ def row_of(arm: str, n: int, seed: int, result: dict) -> dict:
     row.update(kept_ci95=result["highly_known_kept_ci95"], mcnemar=result["known_mcnemar"])
     row.update(mmlu_delta=result.get("mmlu_delta"), mmlu_delta_stderr=result.get("mmlu_delta_stderr"))
     row.update(exploded=[e["answer"] for e in result["exploded_answers"]], steps=result.get("train_steps"))
+    untrained = result.get("exploded_untrained")  # cells run before 2026-11-30 (later) lack it
+    row.update(exploded_untrained=None if untrained is None else [e["answer"] for e in untrained])
     row.update(seconds=result.get("wall_seconds"), records=result["train_records"])
     alone = result.get("unscoped") or result  # the adapter on every prompt (a cell without a scope is that)
     row.update(
@@ -135,9 +138,9 @@ def row_of(arm: str, n: int, seed: int, result: dict) -> dict:
 def table(rows: list[dict]) -> str:
     lines = [
         "| arm | n | seeds | reliability | zero-shot | held-out | HighlyKnown kept | kept, adapter alone | MMLU Δ "
-        "| exploded | steps |"
+        "| exploded | exploded, untrained facts | steps |"
     ]
-    lines.append("|" + "---|" * 11)
+    lines.append("|" + "---|" * 12)
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["arm"], row["n"]), []).append(row)
@@ -149,8 +152,11 @@ def table(rows: list[dict]) -> str:
         cells.append(_mean(group, "kept_unscoped") if all(r["scoped"] for r in group) else "(same)")
         mmlu = _mean(group, "mmlu_delta", signed=True) if group[0]["mmlu_delta"] is not None else "—"
         exploded = sum(len(r["exploded"]) for r in group)
+        untrained = [r.get("exploded_untrained") for r in group]
+        collapse = "—" if None in untrained else str(sum(len(u) for u in untrained))
         steps = statistics.mean(r["steps"] or 0 for r in group)
-        lines.append(f"| {arm} | {n} | {len(group)} | " + " | ".join(cells) + f" | {mmlu} | {exploded} | {steps:.0f} |")
+        tail = f" | {mmlu} | {exploded} | {collapse} | {steps:.0f} |"
+        lines.append(f"| {arm} | {n} | {len(group)} | " + " | ".join(cells) + tail)
     return "\n".join(lines)
 
 

@@ -90,3 +90,17 @@ def test_heatmap_png_is_written(tmp_path):
     path = plot_transition_heatmap(transition_matrix(BEFORE, AFTER), tmp_path / "plots" / "shifts.png", "demo")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
+
+
+def test_exploded_untrained_counts_only_facts_never_trained():
+    from forgetless.knowledge.facts import Fact
+    from forgetless.knowledge.snapshot_cache import Snapshot
+    from forgetless.knowledge.stick import exploded_untrained
+
+    facts = [Fact(f"Country{i}", "region", "Americas" if i < 6 else "Europe", id=f"f{i}") for i in range(12)]
+    before = Snapshot([], ["It is in a region."] * 12)
+    taught = Snapshot([], ["Americas"] * 6 + ["It is in a region."] * 6)  # the taught facts' own answers
+    collapsed = Snapshot([], ["Americas"] * 12)  # the other questions answered with a taught answer too
+    trained = {f"f{i}" for i in range(6)}
+    assert exploded_untrained(before, taught, facts, trained) == []
+    assert [e["answer"] for e in exploded_untrained(before, collapsed, facts, trained)] == ["americas"]

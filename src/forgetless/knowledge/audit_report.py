@@ -57,6 +57,9 @@ def _stick_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     if result.get("exploded_wrong"):
         wrong = ", ".join(f"{e['answer']!r} {e['wrong']}/{e['after']}" for e in result["exploded_wrong"][:6])
         rows.append(("exploded answers: wrong where given / given", wrong))
+    if "exploded_untrained" in result:
+        untrained = [f"{e['answer']!r} ({e['before']}→{e['after']})" for e in result["exploded_untrained"][:8]]
+        rows.append(("exploded answers among facts never trained", ", ".join(untrained) or "none"))
     rows += _scope_rows(result)
     if result.get("gate_curve"):
         curve = ", ".join(f"{p['step']}:{p['answered']:.2f}" for p in result["gate_curve"])

@@ -34,7 +34,7 @@ from forgetless.knowledge.recipe import RecipeSettings
 from forgetless.knowledge.scope import FactScope
 from forgetless.knowledge.scoped import scoped_snapshot
 from forgetless.knowledge.slick import ProbeSettings, probe_facts
-from forgetless.knowledge.stick import exploded_wrong, stick_metrics
+from forgetless.knowledge.stick import exploded_untrained, exploded_wrong, stick_metrics
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 
 
@@ -125,6 +125,7 @@ UNSCOPED_KEYS = (
     "mmlu_delta_stderr",
     "exploded_answers",
     "exploded_wrong",
+    "exploded_untrained",
     "refusal_after",
     "shifts",
 )
@@ -153,6 +154,7 @@ def _measures(model, tokenizer, before, after, chosen, audited, plan, settings, 
     result = {**compare(before, after), **reliability(after.probes, {f.id for f in chosen})}
     result.update(stick_metrics(model, tokenizer, chosen, plan.held_out, before, after, plan.trained_ids, scope))
     result["exploded_wrong"] = exploded_wrong(result["exploded_answers"], audited, after.answers)
+    result["exploded_untrained"] = exploded_untrained(before, after, audited, plan.trained_ids)
     if coverage is not None:
         result["scope"] = {"subjects": len(scope.subjects), "shadows": list(scope.shadows), **coverage}
     return {**result, "_after": after}

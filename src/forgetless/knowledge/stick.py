@@ -12,6 +12,9 @@
 - `exploded_wrong`: of each exploded zero-shot answer (see `knowledge.shifts.exploded_answers`), how
   often it is given where it is wrong. The base answers zero-shot in sentences, so a short correct answer
   ("Africa" to a region question) explodes by format alone; collapse is a wrong answer repeated.
+- `exploded_untrained`: exploded answers counted over the facts never in training only, the collapse the
+  paper warns of (other questions answered with a trained answer); teaching ten facts whose answer is
+  "Americas" makes "americas" explode over all facts by itself.
 Answers are generated and matched (substring, aliases), never teacher-forced.
 """
 
@@ -53,6 +56,14 @@ def stick_metrics(
         "highly_known_retention_facts": kept["trials"],
         "known_mcnemar": _mcnemar(before, after, trained_ids),
     }
+
+
+def exploded_untrained(before, after, facts: list[Fact], trained_ids: set[str]) -> list[dict[str, Any]]:
+    """`exploded_answers` over the zero-shot answers of the facts never trained (snapshots of `facts`)."""
+    from forgetless.knowledge.shifts import exploded_answers
+
+    keep = [i for i, fact in enumerate(facts) if fact.id not in trained_ids]
+    return exploded_answers([before.answers[i] for i in keep], [after.answers[i] for i in keep])
 
 
 def exploded_wrong(exploded: list[dict], facts: list[Fact], answers: list[str]) -> list[dict[str, Any]]:
