@@ -202,6 +202,9 @@ def test_forgetless_recipe_reports_the_contract(tiny_model_dir, facts_file, tmp_
     assert json.loads((out / "adapter" / "scope.json").read_text())["subjects"]  # the taught subjects
     assert saved["scope"]["facts_in_scope"] >= 3 and saved["unscoped"]["highly_known_kept"] is not None
     assert (out / "facts_after_unscoped.jsonl").is_file()
+    assert isinstance(saved["exploded_untrained"], list) and "exploded_untrained" in saved["unscoped"]
+    seconds = saved["seconds"]
+    assert set(seconds) == {"probe_base", "train", "audit", "gate"} and 0 < seconds["gate"] <= seconds["train"]
 
 
 def test_forgetless_recipe_needs_known_facts_for_retention(tiny_model_dir, facts_file, tmp_path):

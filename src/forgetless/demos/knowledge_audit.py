@@ -130,12 +130,22 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f"(plain PEFT, vLLM): reliability {alone['reliability']:.2f}, HighlyKnown kept "
             f"{alone['highly_known_kept']:.2f}"
         )
+    if result.get("seconds"):
+        lines.append(f"time: {phase_text(result['seconds'])}")
     lines.append(
         f"zero-shot answers: {result['answers_before']['unique']} -> {result['answers_after']['unique']} unique, "
         f"refusals {result['refusal_before']:.0%} -> {result['refusal_after']:.0%}, "
         f"exploded: {', '.join(repr(e['answer']) for e in result['exploded_answers'][:3]) or 'none'}"
     )
     return lines
+
+
+def phase_text(seconds: dict[str, float]) -> str:
+    """ "base probe 21 s, training 250 s (gate checks 40 s), audit 70 s" from results.json's `seconds`."""
+    return (
+        f"base probe {seconds.get('probe_base', 0):.0f} s, training {seconds.get('train', 0):.0f} s "
+        f"(gate checks {seconds.get('gate', 0):.0f} s), audit {seconds.get('audit', 0):.0f} s"
+    )
 
 
 def print_summary(result: dict[str, Any], output: Path) -> None:

@@ -31,6 +31,8 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("unique answers", f"{before['unique']} → {after['unique']}"))
     rows.append(("answer entropy (bits)", f"{before['entropy_bits']:.2f} → {after['entropy_bits']:.2f}"))
     rows.append(("exploded answers", ", ".join(_exploded(result)) or "none"))
+    if result.get("seconds"):
+        rows.append(("wall time", ", ".join(f"{phase} {value:.0f} s" for phase, value in result["seconds"].items())))
     rows += _lm_eval_rows(result.get("lm_eval"))
     return rows
 

@@ -13,6 +13,7 @@ would cost time and retention for nothing). The curve goes into results.json and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,11 +59,12 @@ class ProbeGate(TrainerCallback):
         self.few_shot, self.few_shot_target, self.patience = few_shot, few_shot_target, patience
         self._best, self._flat = -1.0, 0
         self.curve: list[dict[str, Any]] = []
+        self.seconds = 0.0  # wall time spent in the checks
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every or model is None:
             return control
-        was_training = model.training
+        was_training, started = model.training, time.perf_counter()
         model.eval()
         point: dict[str, Any] = {"step": state.global_step}
         try:
@@ -75,6 +77,7 @@ class ProbeGate(TrainerCallback):
                 done = point["few_shot"] >= self.few_shot_target or self._flat >= self.patience
         finally:
             model.train(was_training)
+            self.seconds += time.perf_counter() - started
         self.curve.append(point)
         control.should_training_stop = control.should_training_stop or done
         return control

@@ -35,6 +35,7 @@ from forgetless.knowledge.scope import FactScope
 from forgetless.knowledge.scoped import scoped_snapshot
 from forgetless.knowledge.slick import ProbeSettings, probe_facts
 from forgetless.knowledge.stick import exploded_untrained, exploded_wrong, stick_metrics
+from forgetless.utils.clock import PhaseClock
 from forgetless.utils.fileio import check_output_dir, publish_dir, staging_dir, write_json_atomic, write_jsonl_atomic
 
 
@@ -63,7 +64,6 @@ def run_injection(
 
     `facts` replaces the facts of `cfg.facts`; `teach` (fact ids) replaces the seeded sample of
     `cfg.unknown` Unknown facts (`forgetless learn` teaches every fact of the user's file)."""
-    from forgetless.adapters.loading import load_with_adapter
     from forgetless.models.load import load_model
     from forgetless.train.run import train
 
@@ -75,9 +75,11 @@ def run_injection(
     stage = staging_dir(output)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
+    clock = PhaseClock()
     try:
-        model, tokenizer, info = load_model(cfg.model)
-        before = measure(model, tokenizer, facts, settings, cache, _key(info), label="base")
+        with clock("probe_base"):
+            model, tokenizer, info = load_model(cfg.model)
+            before = measure(model, tokenizer, facts, settings, cache, _key(info), label="base")
         categories = {p.fact_id: p.category for p in before.probes}
         chosen = choose_unknown(categories, facts, cfg.unknown, cfg.seed) if teach is None else _by_id(facts, teach)
         plan = _plan(cfg, recipe, chosen, facts, before, model, tokenizer)
@@ -85,17 +87,14 @@ def run_injection(
         gc.collect()
         data = write_jsonl_atomic(stage / "train.jsonl", plan.rows)
         gate = _gate(plan, tokenizer, cfg, few_shot_check(tokenizer, chosen, facts, settings, plan.gate_few_shot))
-        trained = train(train_config(cfg, data, stage / "adapter"), callbacks=[gate] if gate else None)
-        adapted, tokenizer, _ = load_with_adapter(info.model_id, stage / "adapter")
-        audited = audit_subset(facts, chosen, cfg.audit_facts, cfg.seed)
-        key = _key(info, stage / "adapter")
-        after = measure(adapted, tokenizer, audited, settings, cache, key, label="adapted", pool=facts)
-        before = restrict(before, facts, {f.id for f in audited})
-        scope = FactScope.for_facts(chosen, facts) if plan.scoped else None
-        result, after = _audit_adapted(adapted, tokenizer, (before, after), (chosen, audited), plan, settings, scope)
+        with clock("train"):  # the gate's checks included (also alone: `seconds.gate`)
+            trained = train(train_config(cfg, data, stage / "adapter"), callbacks=[gate] if gate else None)
+        with clock("audit"):
+            result, before, after, scope = _audit_run(cfg, info, stage, cache, (facts, chosen), before, plan, settings)
         if scope is not None:
             scope.save(stage / "adapter")
             write_jsonl_atomic(stage / "facts_after_unscoped.jsonl", [_probe_row(p) for p in result.pop("_unscoped")])
+        result["seconds"] = {**clock.seconds, "gate": round(gate.seconds, 1) if gate else 0.0}
         result.update(recipe=cfg.recipe, config=cfg.to_dict(), train_records=len(plan.rows), anchors=plan.anchors)
         steps = max((e.get("step", 0) for e in trained.log_history), default=0)
         result.update(train_loss=trained.metrics.get("train_loss"), train_steps=steps)
@@ -111,6 +110,21 @@ def run_injection(
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return result
+
+
+def _audit_run(cfg: InjectConfig, info, stage: Path, cache: Path, fact_sets, before, plan: TrainingPlan, settings):
+    """(results, before and after snapshots of the audited facts, scope or None) of the trained adapter."""
+    from forgetless.adapters.loading import load_with_adapter
+
+    facts, chosen = fact_sets
+    adapted, tokenizer, _ = load_with_adapter(info.model_id, stage / "adapter")
+    audited = audit_subset(facts, chosen, cfg.audit_facts, cfg.seed)
+    key = _key(info, stage / "adapter")
+    after = measure(adapted, tokenizer, audited, settings, cache, key, label="adapted", pool=facts)
+    before = restrict(before, facts, {f.id for f in audited})
+    scope = FactScope.for_facts(chosen, facts) if plan.scoped else None
+    result, after = _audit_adapted(adapted, tokenizer, (before, after), (chosen, audited), plan, settings, scope)
+    return result, before, after, scope
 
 
 UNSCOPED_KEYS = (
