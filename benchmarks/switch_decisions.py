@@ -14,8 +14,10 @@ and calibrated on that path's features ("refitted": what a new run decides). Sav
 --runs (fitted by the experiment) route their suite's prompts too. Also printed: the largest feature change,
 and for the prototype switches the largest score change vs the smallest |score - threshold| of the old path.
 
-Paths: `new` is `MiniLMEncoder` (length-sorted batches, exact up to float rounding); `bf16` is the new path
-with the Linear layers in bfloat16 under CPU autocast (an approximate path, measured, not used by default).
+Paths: `new` is `MiniLMEncoder` (length-grouped batches, exact up to float rounding); `bf16` is the new path
+with the Linear layers in bfloat16 under CPU autocast, an approximate path that is not used: measured
+2026-11-30 (seeds 0-2, both suites), `new` changed 0 of 433,440 decisions and 0 of 36,120 on the 12 saved
+switches; `bf16` (~1.7x faster again) changed 186, 530 refitted and 12 on the saved switches.
 """
 
 from __future__ import annotations
