@@ -9,7 +9,7 @@ import torch
 
 from forgetless.adapters.switch import HiddenStateEncoder, LastTokenEncoder, make_encoder
 from forgetless.adapters.switch import encoder as encoder_module
-from forgetless.adapters.switch.encoder import last_token_index, positions_from_mask
+from forgetless.adapters.switch.encoder import last_token_index, length_batches, positions_from_mask
 from forgetless.errors import ConfigError, ModelError
 
 PROMPTS = ["hi", "Translate to French: the old teacher is reading a red book", "What is the plural of goose?"]
@@ -45,6 +45,16 @@ def test_mask_helpers_for_left_and_right_padding():
     left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
     assert last_token_index(right).tolist() == [2, 3] and last_token_index(left).tolist() == [3, 3]
     assert positions_from_mask(left).tolist() == [[0, 0, 1, 2], [0, 0, 0, 1]]
+
+
+def test_length_batches_by_hand():
+    lengths = [30, 5, 6, 30, 5, 5]
+    # cost = 4 per batch + rows x longest: {5,5,5,6} + {30,30} = 28 + 64 = 92 < one batch 4 + 6 x 30 = 184
+    assert length_batches(lengths, 64, batch_cost=4) == [[1, 4, 5, 2], [0, 3]]
+    assert length_batches(lengths, 64, batch_cost=1000) == [[1, 4, 5, 2, 0, 3]]  # one pass is worth the padding
+    assert length_batches(lengths, 2, batch_cost=1000) == [[1, 4], [5, 2], [0, 3]]  # at most batch_size rows
+    assert length_batches(lengths, 64, batch_cost=0) == [[1, 4, 5], [2], [0, 3]]  # no padding at all
+    assert length_batches([], 8) == [] and length_batches([7], 8) == [[0]]
 
 
 def test_make_encoder_specs(tiny_model_dir):

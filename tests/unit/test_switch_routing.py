@@ -16,6 +16,8 @@ import torch
 
 from forgetless.adapters.names import BASE
 from forgetless.adapters.switch import MiniLMEncoder, Switch, id_scores, ood_metrics
+from forgetless.adapters.switch.encoder import length_batches
+from forgetless.errors import ConfigError
 
 SUBJECTS = ["The cat", "My brother", "The old teacher", "Our neighbour", "A young girl", "The doctor", "This farmer"]
 SUBJECTS += ["The little boy", "Her grandmother", "The pilot", "Every student", "The baker"]
@@ -116,6 +118,32 @@ def test_minilm_padding_does_not_change_an_embedding(minilm):
     single = torch.cat([minilm.encode([p]) for p in prompts])
     assert torch.allclose(batch, single, atol=1e-5)
     assert minilm.encode([]).shape == (0, 384)
+
+
+def test_minilm_sorts_by_length_and_restores_the_order(minilm):
+    """Batches hold prompts of similar length (less padding); the vectors come back in the prompts' order."""
+    rng = random.Random(3)
+    prompts = ["hi", "plural of ox?", *FOREIGN[4:8], *(p for v in family_prompts(4).values() for p in v)]
+    rng.shuffle(prompts)
+    lengths = [len(minilm.tokenizer(p)["input_ids"]) for p in prompts]
+    assert lengths != sorted(lengths)
+    widths = []
+    hook = minilm.model.register_forward_pre_hook(
+        lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        batch = minilm.encode(prompts, batch_size=4)
+    finally:
+        hook.remove()
+    groups = length_batches(lengths, 4)
+    assert widths == [max(lengths[i] for i in group) for group in groups]
+    in_order = [max(lengths[i : i + 4]) * len(lengths[i : i + 4]) for i in range(0, len(lengths), 4)]
+    assert sum(w * len(g) for w, g in zip(widths, groups, strict=True)) < sum(in_order)  # less padding
+    single = torch.cat([minilm.encode([p]) for p in prompts])
+    assert torch.allclose(batch, single, atol=1e-5)
+    assert batch.dtype == torch.float32 and not batch.is_inference() and not batch.requires_grad
+    with pytest.raises(ConfigError, match="batch_size"):
+        minilm.encode(prompts, batch_size=0)
 
 
 def test_switch_routes_held_out_prompts_after_three_updates(trained, data):
