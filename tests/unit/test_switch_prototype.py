@@ -88,6 +88,9 @@ def test_normal_threshold_is_a_normal_quantile_and_needs_enough_prompts():
         normal_threshold(scores[:9], 0.99)
     with pytest.raises(DataError, match=f"task 'b': per-task abstain .* at least {MIN_PER_TASK} .* got 9"):
         per_task_thresholds({"a": scores, "b": scores[:9]}, 0.99)
+    wide = [float(s) for s in range(-50, 0, 5)]
+    mlp = per_task_thresholds({"a": scores, "b": wide}, 0.99)  # mlp scores: the normal fit alone
+    assert mlp == {"a": normal_threshold(scores, 0.99), "b": normal_threshold(wide, 0.99)}
 
 
 def test_conformal_threshold_is_the_split_conformal_rank():

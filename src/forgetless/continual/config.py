@@ -85,7 +85,7 @@ class ContinualConfig(HoldsTrainArgs):
     switch_epochs: int = 20  # mlp only
     switch_shrinkage: float | None = None  # prototype: covariance shrinkage in [0, 1]; None = Ledoit-Wolf
     abstain_keep: float | None = 0.99  # at least ~this share of task prompts kept; None: never abstain (closed set)
-    abstain_per_task: bool = True  # per task (normal fit, farthest held-out, pooled conformal); false: one global
+    abstain_per_task: bool = True  # one threshold per task (see scores.per_task_thresholds); false: one global
     calibration_size: int = 50  # held-out items per task (at most a quarter; all their prompts) that set abstaining
     # evaluation
     max_eval: int | None = None

@@ -30,8 +30,9 @@ Switch types (`switch_type`):
   `prototypes/<task>.safetensors`; no other task's file is rewritten, the rehearsal memory is not read.
 
 Abstain thresholds: `calibrate` sets one global threshold; `calibrate_per_task` one per task (used for the
-prompts routed to that task), from the tasks' held-out prompts (see `scores.per_task_thresholds`: the most
-lenient of the task's normal fit, its farthest held-out prompt and the pooled conformal quantile).
+prompts routed to that task), from the tasks' held-out prompts (see `scores.per_task_thresholds`; prototype:
+the most lenient of the task's normal fit, its farthest held-out prompt and the pooled conformal quantile;
+mlp: the normal fit).
 """
 
 from __future__ import annotations
@@ -171,8 +172,8 @@ class Switch:
     def calibrate_per_task(
         self, held_out: dict[str, list[str]], keep: float = 0.99, batch_size: int = 64
     ) -> dict[str, float]:
-        """One threshold per task from the held-out prompts: at least about `keep` of a task's prompts are kept
-        (see `scores.per_task_thresholds`; often more, never fewer than the held-out prompts it saw).
+        """One threshold per task from the held-out prompts: (at least) about `keep` of a task's prompts are kept
+        (see `scores.per_task_thresholds`; prototype: often more, and every held-out prompt of the task).
 
         DataError naming the task and the number needed when a task has too few held-out prompts."""
         prompts = {task: list(held_out.get(task, [])) for task in self.task_names}
