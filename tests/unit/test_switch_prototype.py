@@ -14,7 +14,12 @@ from forgetless.adapters.names import BASE
 from forgetless.adapters.switch import Switch
 from forgetless.adapters.switch.memory import RehearsalMemory, sample_size
 from forgetless.adapters.switch.prototype import PrototypeHead, ledoit_wolf, task_statistics
-from forgetless.adapters.switch.scores import MIN_PER_TASK, per_task_threshold
+from forgetless.adapters.switch.scores import (
+    MIN_PER_TASK,
+    conformal_threshold,
+    normal_threshold,
+    per_task_thresholds,
+)
 from forgetless.continual.routing_loss import bwt_split, routing_breakdown
 from forgetless.errors import ConfigError, DataError
 from tests.unit.test_switch_parts import RecordingEncoder, task_prompts
@@ -71,16 +76,75 @@ def test_distances_are_mahalanobis_to_each_task_mean():
     assert torch.allclose(head.logits(probe), (-0.5 * head.distances(probe)).float())
 
 
-def test_per_task_threshold_is_a_normal_quantile_and_needs_enough_prompts():
+def test_normal_threshold_is_a_normal_quantile_and_needs_enough_prompts():
     scores = [float(s) for s in range(10)]
     z = 2.3263478740408408  # Φ^-1(0.99)
-    assert per_task_threshold(scores, 0.99) == pytest.approx(np.mean(scores) - z * np.std(scores, ddof=1))
+    assert normal_threshold(scores, 0.99) == pytest.approx(np.mean(scores) - z * np.std(scores, ddof=1))
     distances = [-0.5 * d for d in (100.0, 120, 140, 90, 110, 130, 105, 115, 125, 95)]
     logs = np.log([-2 * s for s in distances])
     expected = -0.5 * math.exp(logs.mean() + z * logs.std(ddof=1))
-    assert per_task_threshold(distances, 0.99, distance=True) == pytest.approx(expected)
+    assert normal_threshold(distances, 0.99, distance=True) == pytest.approx(expected)
     with pytest.raises(DataError, match=f"at least {MIN_PER_TASK} held-out calibration prompts per task, got 9"):
-        per_task_threshold(scores[:9], 0.99)
+        normal_threshold(scores[:9], 0.99)
+    with pytest.raises(DataError, match=f"task 'b': per-task abstain .* at least {MIN_PER_TASK} .* got 9"):
+        per_task_thresholds({"a": scores, "b": scores[:9]}, 0.99)
+    wide = [float(s) for s in range(-50, 0, 5)]
+    mlp = per_task_thresholds({"a": scores, "b": wide}, 0.99)  # mlp scores: the normal fit alone
+    assert mlp == {"a": normal_threshold(scores, 0.99), "b": normal_threshold(wide, 0.99)}
+
+
+def test_conformal_threshold_is_the_split_conformal_rank():
+    scores = list(range(200, 0, -1))  # 200 distinct scores
+    assert conformal_threshold(scores, 0.99) == 2  # rank ceil(201 * 0.99) = 199 from the top
+    assert conformal_threshold(scores, 0.95) == 10  # rank ceil(201 * 0.95) = 191
+    assert conformal_threshold(scores[:50], 0.99) == 151  # rank 51 > 50: the smallest score
+
+
+def test_per_task_thresholds_take_the_most_lenient_of_fit_farthest_prompt_and_pooled_quantile():
+    rng = np.random.default_rng(0)
+    tight, wide = -0.5 * np.exp(rng.normal(5.0, 0.1, 40)), -0.5 * np.exp(rng.normal(6.0, 0.4, 160))
+    out = per_task_thresholds({"tight": tight, "wide": wide}, 0.99, distance=True)
+    pooled = conformal_threshold(np.concatenate([tight, wide]), 0.99)
+    for name, scores in (("tight", tight), ("wide", wide)):
+        parts = (normal_threshold(scores, 0.99, distance=True), scores.min(), pooled)
+        assert out[name] == min(parts) and out[name] <= scores.min()
+    assert out["tight"] == pooled  # a tight task is never held to a tighter limit than the pooled tail
+
+
+def test_heavy_tailed_tasks_keep_their_fresh_prompts_and_far_prompts_still_abstain():
+    """Task features with a heavy tail (multivariate t, 1.5 degrees of freedom): a normal fit of log d² alone
+    (the old rule) abstains on 2-4% of fresh in-distribution prompts at keep 0.99; these thresholds on about
+    0.6% (mean over 10 held-out draws of 60 prompts per task), and prompts far from every task still abstain."""
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # the Chi2 draws
+    d, keep, df, shifts = 8, 0.99, 1.5, (0.0, 12.0)
+
+    def t_rows(n: int, shift: float) -> torch.Tensor:
+        gauss = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        chi2 = torch.distributions.Chi2(torch.tensor(df, dtype=torch.float64)).sample((n, 1))
+        return gauss * torch.sqrt(df / chi2) + shift
+
+    head = PrototypeHead(d)
+    for shift in shifts:
+        head.add_task(t_rows(400, shift))
+
+    def scores(x: torch.Tensor, task: int) -> np.ndarray:
+        return (-0.5 * head.distances(x)[:, task]).numpy()
+
+    fresh = [scores(t_rows(20000, shift), t) for t, shift in enumerate(shifts)]
+    old_rates, new_rates = [], []
+    for _ in range(10):
+        held = {t: scores(t_rows(60, shift), t) for t, shift in enumerate(shifts)}
+        new = per_task_thresholds(held, keep, distance=True)
+        for t, s in held.items():
+            old_rates.append((fresh[t] < normal_threshold(s, keep, distance=True)).mean())
+            new_rates.append((fresh[t] < new[t]).mean())
+    assert np.mean(old_rates) > 2 * (1 - keep)  # the normal fit misses the tail
+    assert np.mean(new_rates) <= 1 - keep
+    far = torch.full((5, d), 6.0, dtype=torch.float64) + 100.0 * torch.eye(5, d, dtype=torch.float64)
+    distances = head.distances(far)
+    limits = torch.tensor([new[int(t)] for t in distances.argmin(dim=1)], dtype=torch.float64)
+    assert (-0.5 * distances.min(dim=1).values < limits).all()
 
 
 def stats_hashes(folder) -> dict[str, str]:

@@ -84,8 +84,8 @@ class ContinualConfig(HoldsTrainArgs):
     switch_score: str | None = None  # None: energy for mlp (OOD AUROC 0.995 vs 0.982), max_logit for prototype
     switch_epochs: int = 20  # mlp only
     switch_shrinkage: float | None = None  # prototype: covariance shrinkage in [0, 1]; None = Ledoit-Wolf
-    abstain_keep: float | None = 0.99  # share of held-out task prompts kept; None: never abstain (closed set)
-    abstain_per_task: bool = True  # one threshold per task (normal fit); false: one global empirical quantile
+    abstain_keep: float | None = 0.99  # at least ~this share of task prompts kept; None: never abstain (closed set)
+    abstain_per_task: bool = True  # one threshold per task (see scores.per_task_thresholds); false: one global
     calibration_size: int = 50  # held-out items per task (at most a quarter; all their prompts) that set abstaining
     # evaluation
     max_eval: int | None = None

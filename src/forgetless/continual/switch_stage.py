@@ -102,7 +102,7 @@ def add_task_to_switch(
 def recalibrate(
     switch: Switch, calibration: dict[str, list[str]], keep: float | None, per_task: bool = True
 ) -> float | dict[str, float] | None:
-    """Abstain threshold(s) keeping about `keep` of the held-out prompts (per task, or pooled); None = never.
+    """Abstain threshold(s) keeping at least about `keep` of the held-out prompts (per task, or global); None = never.
 
     A one-task mlp switch never abstains: its softmax is always 1, and its energy (the single logit) was
     measured useless for telling foreign prompts apart (AUROC 0.43 on the built-in suite). The prototype

@@ -30,7 +30,9 @@ Switch types (`switch_type`):
   `prototypes/<task>.safetensors`; no other task's file is rewritten, the rehearsal memory is not read.
 
 Abstain thresholds: `calibrate` sets one global threshold; `calibrate_per_task` one per task (used for the
-prompts routed to that task), from each task's own held-out prompts (see `scores.per_task_threshold`).
+prompts routed to that task), from the tasks' held-out prompts (see `scores.per_task_thresholds`; prototype:
+the most lenient of the task's normal fit, its farthest held-out prompt and the pooled conformal quantile;
+mlp: the normal fit).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from forgetless.adapters.switch.classifier import OFFICIAL_EPOCHS, OFFICIAL_HIDD
 from forgetless.adapters.switch.encoder import DEFAULT_ENCODER, PromptEncoder, make_encoder
 from forgetless.adapters.switch.memory import RehearsalMemory
 from forgetless.adapters.switch.prototype import PrototypeHead, read_statistics, write_statistics
-from forgetless.adapters.switch.scores import SCORE_TYPES, id_scores, keep_threshold, ood_metrics, per_task_threshold
+from forgetless.adapters.switch.scores import SCORE_TYPES, id_scores, keep_threshold, ood_metrics, per_task_thresholds
 from forgetless.errors import ConfigError, DataError, ModelError
 from forgetless.utils.fileio import temp_sibling, write_json_atomic
 
@@ -170,18 +172,13 @@ class Switch:
     def calibrate_per_task(
         self, held_out: dict[str, list[str]], keep: float = 0.99, batch_size: int = 64
     ) -> dict[str, float]:
-        """One threshold per task from its own held-out prompts: about `keep` of a task's prompts are kept.
+        """One threshold per task from the held-out prompts: (at least) about `keep` of a task's prompts are kept
+        (see `scores.per_task_thresholds`; prototype: often more, and every held-out prompt of the task).
 
         DataError naming the task and the number needed when a task has too few held-out prompts."""
-        thresholds = {}
-        for task in self.task_names:
-            prompts = list(held_out.get(task, []))
-            try:
-                thresholds[task] = per_task_threshold(
-                    self.scores(prompts, batch_size) if prompts else [], keep, self.switch_type == "prototype"
-                )
-            except DataError as exc:
-                raise DataError(f"task {task!r}: {exc}") from None
+        prompts = {task: list(held_out.get(task, [])) for task in self.task_names}
+        scores = {task: self.scores(p, batch_size) if p else [] for task, p in prompts.items()}
+        thresholds = per_task_thresholds(scores, keep, self.switch_type == "prototype")
         self.threshold, self.thresholds = None, thresholds
         return thresholds
 
