@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
-from transformers import TrainerCallback
+from train_throughput import StepTimer  # benchmarks/ is on sys.path when run as a script
 
 from forgetless.adapters.registry import build_method
 from forgetless.data.validate import Record, validate_record
@@ -30,18 +29,6 @@ from forgetless.models.load import load_model
 from forgetless.models.runtime import resolve_precision
 from forgetless.train.config import TrainConfig
 from forgetless.train.setup import build_dataset, build_trainer
-
-
-class StepTimer(TrainerCallback):
-    """Wall time from the end of the first step to the end of the last."""
-
-    def __init__(self):
-        self.start = self.end = 0.0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.end = time.perf_counter()
-        if state.global_step == 1:
-            self.start = self.end
 
 
 def recipe_records(unknown: int) -> list[Record]:

@@ -36,22 +36,12 @@ class TeacherCache:
         `compute(which)` runs the teacher on the rows where `which` ([R] bool) is True and returns their
         log-probs [R', K, V]; it is called only for rows not cached yet."""
         missing = torch.tensor([r not in self._rows for r in records], device=labelled.device)
-        fresh = None
+        fresh: dict[int, torch.Tensor] = {}
         if bool(missing.any()):
-            fresh = compute(missing)
-            for row, log_probs in zip(missing.nonzero().flatten().tolist(), fresh, strict=True):
-                self._store(records[row], log_probs[labelled[row]])
-        if not self.full or all(r in self._rows for r in records):
-            return torch.cat([self._rows[r] for r in records])
-        return self._uncached(records, labelled, missing, fresh)
-
-    def _uncached(self, records, labelled, missing, fresh) -> torch.Tensor:
-        """Rows in order when some fresh rows did not fit: cached ones from the cache, the rest from `fresh`."""
-        out, fresh_rows = [], iter(fresh)
-        for row, record in enumerate(records):
-            computed = next(fresh_rows) if bool(missing[row]) else None
-            out.append(self._rows[record] if computed is None else computed[labelled[row]])
-        return torch.cat(out)
+            for row, log_probs in zip(missing.nonzero().flatten().tolist(), compute(missing), strict=True):
+                fresh[row] = log_probs[labelled[row]]
+                self._store(records[row], fresh[row])
+        return torch.cat([fresh[row] if row in fresh else self._rows[r] for row, r in enumerate(records)])
 
     def _store(self, record: int, log_probs: torch.Tensor) -> None:
         size = log_probs.numel() * log_probs.element_size()
