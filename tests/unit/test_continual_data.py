@@ -49,3 +49,19 @@ def test_too_few_prompts_for_per_task_thresholds_says_how_many(tmp_path):
     assert not (tmp_path / "run" / "data" / "t").exists()  # nothing half-written
     calibration, _, _ = split(tmp_path, rows, abstain_per_task=False)  # a global threshold makes do
     assert len(calibration) == 7
+
+
+def test_builtin_task_files_from_another_seed_are_rebuilt_and_identical_ones_left_alone(tmp_path):
+    task = ContinualTask(name="plural", builtin="plural")
+    folder = tmp_path / "run" / "data" / "plural"
+
+    def files(seed: int) -> tuple[str, int]:
+        cfg = ContinualConfig(tasks=[task], output=str(tmp_path / "run"), seed=seed, builtin_train=60, builtin_eval=20)
+        prepare_task(cfg, task, tmp_path / "run")
+        return (folder / "train.jsonl").read_text(), (folder / "train.jsonl").stat().st_mtime_ns
+
+    seed0, written = files(0)
+    assert files(0) == (seed0, written)  # a resumed run does not rewrite its data
+    seed1, _ = files(1)
+    assert seed1 != seed0  # a stale file (another seed) is not reused
+    assert files(0)[0] == seed0

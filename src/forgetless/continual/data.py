@@ -10,14 +10,16 @@ trains on the other prompts. An item is a record's answer: every prompt of a hel
 so no calibration prompt asks about something the switch trained on (eval items are unseen too; a
 calibration prompt sharing its item with a training prompt sits too close and makes the threshold too
 tight). A task with fewer than 4 x MIN_PER_TASK distinct answers (labels, not items) is split by prompt.
-Eval records are a seeded `max_eval` sample of the eval file. Built-in tasks are
-written to `RUN/data/<task>/{train,eval}.jsonl`; every LoRA's exact training file is written next to them
-(`adapter_train.jsonl`, `<baseline>_stage<i>.jsonl`) so each adapter's `forgetless.json` names real data.
+Eval records are a seeded `max_eval` sample of the eval file. Built-in tasks are built on every run
+and written to `RUN/data/<task>/{train,eval}.jsonl` when those differ; every LoRA's exact training
+file is written next to them (`adapter_train.jsonl`, `<baseline>_stage<i>.jsonl`) so each adapter's
+`forgetless.json` names real data.
 A `datasets` hub name loads its `train` split for `train` and `test` for `eval`; `org/name@split` picks one.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from pathlib import Path
 from forgetless.continual.config import ContinualConfig, ContinualTask
 from forgetless.data.records import Record, load_records
 from forgetless.errors import DataError
-from forgetless.utils.fileio import write_jsonl_atomic
+from forgetless.utils.fileio import write_jsonl_atomic, write_text_atomic
 
 
 @dataclass
@@ -110,11 +112,17 @@ def _write_builtin(cfg: ContinualConfig, task: ContinualTask, folder: Path) -> t
     from forgetless.data.tasks import build_task
 
     train_path, eval_path = folder / "train.jsonl", folder / "eval.jsonl"
-    if not (train_path.is_file() and eval_path.is_file()):
-        train, evals = build_task(task.builtin, seed=cfg.seed, n_train=cfg.builtin_train, n_eval=cfg.builtin_eval)
-        write_jsonl_atomic(eval_path, evals)
-        write_jsonl_atomic(train_path, train)
+    train, evals = build_task(task.builtin, seed=cfg.seed, n_train=cfg.builtin_train, n_eval=cfg.builtin_eval)
+    _write_if_changed(eval_path, evals)  # files from another seed, size or generator version are replaced
+    _write_if_changed(train_path, train)
     return str(train_path), str(eval_path)
+
+
+def _write_if_changed(path: Path, rows: list[dict]) -> None:
+    """Write `rows` unless the file already holds exactly them (a resumed run leaves its files untouched)."""
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        write_text_atomic(path, text)
 
 
 def _load(source: str, default_split: str, task: ContinualTask) -> list[Record]:
