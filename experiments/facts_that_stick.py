@@ -8,12 +8,13 @@ code of `forgetless inject`):
   currency, demonym, region), probed once on the base (SliCK, 3 exemplar sets, greedy; cached);
 - arms: `paper` (rank 1, +1 HighlyKnown per fact, as the demo); `forgetless` (the default recipe: its
   numbers are those of the scoped adapter, as `generate`/`serve` run it, and the table also shows the
-  same adapter unscoped, as vLLM or plain PEFT run it); `no_fact_shots` (no few-shot fact records);
-  `v1` (the recipe of 2026-11-29: zero-shot records only, no scope) and v1 without one ingredient:
-  `no_anchors`, `no_phrasings` (the probe question only), `no_gate` (all epochs), `no_kl` (anchors by
-  cross-entropy only); v1 + a candidate: `fact_shots` (one few-shot record per fact), `few_shot_gate`
+  same adapter unscoped, as vLLM or plain PEFT run it); the default without one ingredient:
+  `without_anchors` (and so without KL), `without_kl` (anchors by cross-entropy only), `without_phrasings`
+  (the probe question only), `without_gate` (all 15 epochs), `without_fact_shots` (no few-shot fact
+  records); `v1` (the recipe of 2026-11-29: zero-shot records only, no scope) and v1 without KL (`no_kl`);
+  v1 + a candidate: `fact_shots` (one few-shot record per fact), `few_shot_gate`
   (the gate also waits for few-shot P_correct 0.95, or a 2-check plateau; `few_shot_gate_no_plateau`),
-  `few_shot_anchors` (anchors behind 4 exemplars), `kl1` and `kl20` (the KL weight), `layers_0_14` /
+  `kl1` and `kl20` (the KL weight), `layers_0_14` /
   `kl1_layers_0_14` (LoRA on the FFN of the first 15 of 30 layers); `no_kl_*` (v1 before the KL term);
   `loramoe` (the recipe's records, anchors typed `world`, new facts `task`, LoRAMoE + LBC) at n = 50 only;
 - per cell: reliability (few-shot P_correct), zero-shot reliability, generalization (held-out phrasing),
@@ -44,16 +45,17 @@ V1 = {"fact_shots": 0, "scope": False}  # the recipe before few-shot fact record
 ARMS = {
     "paper": None,
     "forgetless": RecipeSettings(),  # the default: v1 + one few-shot record per fact + the subject scope
-    "no_fact_shots": RecipeSettings(fact_shots=0),
+    # the default recipe without one ingredient (its scope: the table's `kept, adapter alone` column)
+    "without_anchors": RecipeSettings(anchor_facts=0),  # no anchors, hence no KL either
+    "without_kl": RecipeSettings(),  # anchors by cross-entropy on the base's answers only (TRAIN_OVERRIDES)
+    "without_phrasings": RecipeSettings(phrasings=1),  # the probe question only (+ its few-shot record)
+    "without_gate": RecipeSettings(gate=False),  # all 15 epochs
+    "without_fact_shots": RecipeSettings(fact_shots=0),  # zero-shot fact records only
     "v1": RecipeSettings(**V1),
     # v1 without one ingredient, or with a candidate (the rows measured before the scope existed)
-    "no_anchors": RecipeSettings(**V1, anchor_facts=0),
-    "no_phrasings": RecipeSettings(**V1, phrasings=1),
-    "no_gate": RecipeSettings(**V1, gate=False),
     "no_kl": RecipeSettings(**V1),  # anchors by cross-entropy on the base's answers only (TRAIN_OVERRIDES)
     "few_shot_gate": RecipeSettings(**V1, gate_few_shot=0.95),  # the gate also waits for few-shot P_correct
     "few_shot_gate_no_plateau": RecipeSettings(**V1, gate_few_shot=0.95, gate_patience=1000),
-    "few_shot_anchors": RecipeSettings(**V1, anchor_shots=4),
     "fact_shots": RecipeSettings(**{**V1, "fact_shots": 4}),  # v1 + the few-shot fact records
     "kl1": RecipeSettings(**V1),
     "kl20": RecipeSettings(**V1),
@@ -71,7 +73,7 @@ FIRST_HALF_FFN = r".*layers\.([0-9]|1[0-4])\.mlp\.(gate_proj|up_proj|down_proj)"
 TRAIN_OVERRIDES = {"kl1": {"anchor_kl": 1.0}, "kl20": {"anchor_kl": 20.0}}
 TRAIN_OVERRIDES["layers_0_14"] = {"target_modules": FIRST_HALF_FFN}
 TRAIN_OVERRIDES["kl1_layers_0_14"] = {"anchor_kl": 1.0, "target_modules": FIRST_HALF_FFN}
-TRAIN_OVERRIDES |= {arm: NO_KL for arm in ARMS if arm.startswith("no_kl")}
+TRAIN_OVERRIDES |= {arm: NO_KL for arm in ARMS if arm.startswith("no_kl") or arm == "without_kl"}
 MEASURES = ("reliability", "reliability_zero_shot", "generalization", "highly_known_kept")
 TARGETS = {"reliability": 0.95, "reliability_zero_shot": 0.95, "generalization": 0.85, "highly_known_kept": 0.95}
 
