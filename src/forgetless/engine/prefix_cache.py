@@ -43,7 +43,14 @@ def prefix_kv_cache(model, prefix: list[int], precision: str) -> list[tuple]:
 
     with torch.inference_mode(), autocast(model.device.type, precision):
         out = model(input_ids=torch.tensor([prefix], device=model.device), use_cache=True, logits_to_keep=1)
-    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    return [(layer.keys, layer.values) for layer in returned_cache(out).layers]
+
+
+def returned_cache(out):
+    """The KV cache a forward returned: `out.cache` where transformers renamed it (reading
+    `out.past_key_values` there logs a deprecation warning), `out.past_key_values` before."""
+    cache = out.get("cache")  # not out.get("cache", out.past_key_values): that reads the old name anyway
+    return cache if cache is not None else out.past_key_values
 
 
 def batch_behind_prefix(model, prefix_kv, prefix_len: int, suffixes: list[list[int]], pad: int):
