@@ -239,6 +239,13 @@ def test_model_key_hashes_adapter_weights(tmp_path):
     first = model_key("base", adapter, {"embed_checksum": 1.0})
     (adapter / "adapter_model.safetensors").write_bytes(b"two")
     assert model_key("base", adapter, {"embed_checksum": 1.0}) != first != model_key("base")
+    second = model_key("base", adapter, {"embed_checksum": 1.0})
+    (adapter / "adapter_config.json").write_text('{"lora_alpha": 32}')
+    assert model_key("base", adapter, {"embed_checksum": 1.0}) != second  # alpha changes the answers
+    with_config = model_key("base", adapter, {"embed_checksum": 1.0})
+    (adapter / "README.md").write_text("a model card")
+    published = adapter.rename(tmp_path / "published")  # inject probes in staging, then publishes
+    assert model_key("base", published, {"embed_checksum": 1.0}) == with_config
 
 
 def test_corrupt_cache_line_is_a_data_error(tmp_path):

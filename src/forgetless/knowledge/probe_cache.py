@@ -28,6 +28,7 @@ from forgetless.errors import DataError
 from forgetless.utils.fileio import write_json_atomic
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+_CONFIG = "adapter_config.json"
 _CHUNK = 1 << 20
 APPEND_ID, APPEND_ROWS = "append_id", "append_rows"  # on every row: which append wrote it, and that append's size
 
@@ -47,21 +48,24 @@ def file_hash(path: Path) -> str:
 
 
 def adapter_hash(adapter: str | os.PathLike) -> str:
-    """A hash of an adapter's weight files (adapter_model.safetensors and any other *.safetensors/.bin/.pt)."""
+    """A hash of what makes an adapter answer as it does: its weight files (adapter_model.safetensors and
+    any other *.safetensors/.bin/.pt) and its adapter_config.json (alpha, targets, ...)."""
     path = Path(adapter)
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    files = sorted(p for p in path.iterdir() if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name == _CONFIG))
     if not files:
         files = sorted(p for p in path.iterdir() if p.is_file())
     return _digest({p.name: file_hash(p) for p in files})
 
 
 def model_key(model_id: str, adapter: str | os.PathLike | None = None, fingerprint: dict | None = None) -> str:
-    """What identifies the probed model: its id (+ fingerprint), and the adapter's path and weights hash."""
+    """What identifies the probed model: its id (+ fingerprint), and the adapter's content (`adapter_hash`),
+    not its path: `inject` probes its adapter in a staging folder that is renamed on publish, and a later
+    `forgetless probe --adapter OUT/adapter` reuses those probes."""
     key = str(model_id)
     if fingerprint:
         key += f"#{_digest(fingerprint, 8)}"
     if adapter is not None:
-        key += f"+{Path(adapter).resolve()}#{adapter_hash(adapter)}"
+        key += f"+adapter#{adapter_hash(adapter)}"
     return key
 
 
