@@ -11,7 +11,8 @@ code of `forgetless inject`):
   same adapter unscoped, as vLLM or plain PEFT run it); the default without one ingredient:
   `without_anchors` (and so without KL), `without_kl` (anchors by cross-entropy only), `without_phrasings`
   (the probe question only), `without_gate` (all 15 epochs), `without_fact_shots` (no few-shot fact
-  records); `v1` (the recipe of 2026-11-29: zero-shot records only, no scope) and v1 without KL (`no_kl`);
+  records); `subject_anchors` (the default + half of the taught subjects' other known facts as anchors,
+  the other half left in the retention set); `v1` (the recipe of 2026-11-29: zero-shot records only, no scope) and v1 without KL (`no_kl`);
   v1 + a candidate: `fact_shots` (one few-shot record per fact), `few_shot_gate`
   (the gate also waits for few-shot P_correct 0.95, or a 2-check plateau; `few_shot_gate_no_plateau`),
   `kl1` and `kl20` (the KL weight), `layers_0_14` /
@@ -51,6 +52,8 @@ ARMS = {
     "without_phrasings": RecipeSettings(phrasings=1),  # the probe question only (+ its few-shot record)
     "without_gate": RecipeSettings(gate=False),  # all 15 epochs
     "without_fact_shots": RecipeSettings(fact_shots=0),  # zero-shot fact records only
+    # a candidate: half the taught subjects' other known facts made anchors (the other half measured)
+    "subject_anchors": RecipeSettings(subject_anchors=0.5),
     "v1": RecipeSettings(**V1),
     # v1 without one ingredient, or with a candidate (the rows measured before the scope existed)
     "no_kl": RecipeSettings(**V1),  # anchors by cross-entropy on the base's answers only (TRAIN_OVERRIDES)

@@ -53,6 +53,22 @@ def test_anchors_retention_and_new_facts_are_disjoint(capitals):
     assert all(categories[f.id] == "HighlyKnown" for f in retention)
 
 
+def test_subject_anchors_take_a_share_of_the_taught_subjects_known_facts_and_leave_the_rest_measured():
+    facts = [f for f in country_facts() if f.relation in ("capital", "currency", "demonym")][:240]
+    new = [f for f in facts if f.relation == "capital"][:10]
+    subjects = {f.subject for f in new}
+    categories = {f.id: "HighlyKnown" for f in facts if f not in new}
+    mine = {f.id for f in facts if f.subject in subjects and f not in new}
+    assert len(mine) >= 10  # each taught country's currency and demonym
+    plain, _ = choose_anchors(facts, categories, new, count=20, seed=0)
+    anchors, retention = choose_anchors(facts, categories, new, count=20, seed=0, subject_share=0.5)
+    anchored = {f.id for f in anchors} & mine
+    assert len(anchored) == len(mine) // 2 > len({f.id for f in plain} & mine)
+    assert {f.id for f in retention} & mine == mine - anchored  # the other half measures the protection
+    assert len(anchors) == 20 and not {f.id for f in anchors} & {f.id for f in retention}
+    assert choose_anchors(facts, categories, new, count=20, seed=0, subject_share=0.0)[0] == plain
+
+
 def test_too_few_known_facts_is_a_clear_error(capitals):
     categories = {f.id: "HighlyKnown" for f in capitals[:10]}
     with pytest.raises(ConfigError, match=f"needs at least {RETENTION_MIN}"):

@@ -62,7 +62,7 @@ def forgetless_plan(
 ) -> TrainingPlan:
     """Phrasings with a held-out one per fact, self-replay anchors of the same relations, the gate."""
     train_questions, held = split_phrasings(chosen, settings.phrasings, seed)
-    anchors, _ = choose_anchors(facts, categories, chosen, settings.anchor_facts, seed)
+    anchors, _ = choose_anchors(facts, categories, chosen, settings.anchor_facts, seed, settings.subject_anchors)
     pairs = anchor_questions(anchors, settings.anchor_phrasings)
     if settings.anchor_answers == "probe":
         replay = [(question, probe_answers.get(fact.id, "")) for question, fact in pairs]

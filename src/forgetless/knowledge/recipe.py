@@ -54,6 +54,7 @@ class RecipeSettings:
     anchor_phrasings: int = 2
     anchor_answers: str = "probe"  # probe: the base's short few-shot greedy answer; zero_shot: its zero-shot reply
     anchor_shots: int = 0  # > 0: anchors are asked behind this many exemplars (other anchors), as the probes ask
+    subject_anchors: float = 0.0  # share of the taught subjects' other known facts made anchors first
     scope: bool = True  # the adapter answers only questions naming a taught subject; the base the rest
     fact_shots: int = 4  # > 0: one more record per new fact, its probe question behind this many exemplars
     gate: bool = True  # stop once every new fact is answered under its training phrasings
@@ -65,6 +66,8 @@ class RecipeSettings:
             raise ConfigError("recipe phrasings must be >= 1 and anchor_facts >= 0")
         if self.fact_shots < 0 or self.anchor_shots < 0:
             raise ConfigError("recipe fact_shots and anchor_shots must be >= 0 (0 = zero-shot records only)")
+        if not 0.0 <= self.subject_anchors <= 1.0:
+            raise ConfigError(f"recipe subject_anchors is a share in [0, 1], got {self.subject_anchors!r}")
         if self.anchor_answers not in ("probe", "zero_shot"):
             raise ConfigError(f"anchor_answers must be probe or zero_shot, got {self.anchor_answers!r}")
         return self
@@ -122,12 +125,15 @@ def split_phrasings(facts: list[Fact], per_fact: int, seed: int) -> tuple[dict[s
 
 
 def choose_anchors(
-    facts: list[Fact], categories: dict[str, str], new: list[Fact], count: int, seed: int
+    facts: list[Fact], categories: dict[str, str], new: list[Fact], count: int, seed: int, subject_share: float = 0.0
 ) -> tuple[list[Fact], list[Fact]]:
     """(anchor facts, retention facts): anchors are known facts (HighlyKnown or MaybeKnown), those of the
     new facts' relations first, topped up from other relations (a user's facts may share no relation
     with the known ones); retention is every other HighlyKnown fact. ConfigError when fewer than
-    RETENTION_MIN HighlyKnown facts would be left to measure retention on."""
+    RETENTION_MIN HighlyKnown facts would be left to measure retention on.
+    `subject_share` > 0: that share (rounded down, per category) of the known facts about the new facts'
+    own subjects comes first: the scope sends their questions to the adapter, so that is where it
+    interferes; the rest of them stay in the retention set, which measures how well the anchors protect."""
     new_ids, relations = {f.id for f in new}, {f.relation for f in new}
     others = [f for f in facts if f.id not in new_ids]
     highly = [f for f in others if categories.get(f.id) == "HighlyKnown"]
@@ -141,6 +147,9 @@ def choose_anchors(
     rng = random.Random(f"anchors/{seed}")
     rng.shuffle(known)
     known.sort(key=lambda f: f.relation not in relations)  # stable: same relations first, still shuffled
+    if subject_share:
+        first = _same_subject_share(known, categories, {f.subject for f in new}, subject_share)
+        known.sort(key=lambda f: f.id not in first)
     anchors, used_highly = [], 0
     for fact in known:
         if len(anchors) == count:
@@ -152,6 +161,15 @@ def choose_anchors(
         anchors.append(fact)
     anchor_ids = {f.id for f in anchors}
     return anchors, [f for f in highly if f.id not in anchor_ids]
+
+
+def _same_subject_share(known: list[Fact], categories: dict[str, str], subjects: set[str], share: float) -> set[str]:
+    """Ids of the first `share` of the known facts about `subjects`, per category (rounded down)."""
+    first: set[str] = set()
+    for category in ("HighlyKnown", "MaybeKnown"):
+        mine = [f for f in known if f.subject in subjects and categories.get(f.id) == category]
+        first |= {f.id for f in mine[: int(len(mine) * share)]}
+    return first
 
 
 def anchor_questions(anchors: list[Fact], per_fact: int) -> list[tuple[str, Fact]]:
