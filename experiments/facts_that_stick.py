@@ -12,8 +12,9 @@ code of `forgetless inject`):
   `without_anchors` (and so without KL), `without_kl` (anchors by cross-entropy only), `without_phrasings`
   (the probe question only), `without_gate` (all 15 epochs), `without_fact_shots` (no few-shot fact
   records); `subject_anchors` (the default + half of the taught subjects' other known facts as anchors,
-  the other half left in the retention set); `v1` (the recipe of 2026-11-29: zero-shot records only, no scope) and v1 without KL (`no_kl`);
-  v1 + a candidate: `fact_shots` (one few-shot record per fact), `few_shot_gate`
+  the other half left in the retention set); `v1` (the recipe of 2026-11-29: zero-shot records only,
+  no scope) and v1 without KL (`no_kl`); v1 + a candidate: `fact_shots` (one few-shot record per fact),
+  `few_shot_gate`
   (the gate also waits for few-shot P_correct 0.95, or a 2-check plateau; `few_shot_gate_no_plateau`),
   `kl1` and `kl20` (the KL weight), `layers_0_14` /
   `kl1_layers_0_14` (LoRA on the FFN of the first 15 of 30 layers); `no_kl_*` (v1 before the KL term);
