@@ -57,15 +57,22 @@ class LmEvalOptions:
         return self
 
 
-def run_lm_eval(model, tokenizer, options: LmEvalOptions, log_samples: bool = False) -> dict[str, Any]:
-    """{"results": {task: {metric: value}}} (and "samples" when `log_samples`), or {"skipped": reason}."""
+def run_lm_eval(model, tokenizer, options: LmEvalOptions, log_samples: bool = False, scope=None) -> dict[str, Any]:
+    """{"results": {task: {metric: value}}} (and "samples" when `log_samples`), or {"skipped": reason}.
+    `scope` (a `FactScope`): only requests naming a taught subject reach the adapter (`lm_eval_scope`);
+    the result then says how many did (`scope`: {"in_scope", "requests"})."""
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM
     except ImportError:
         return _skip("lm-evaluation-harness is not installed (pip install 'forgetless[lm-eval]')")
+    lm_class = HFLM
+    if scope is not None:
+        from forgetless.eval.lm_eval_scope import scoped_hflm
+
+        lm_class = scoped_hflm(HFLM, model, scope)
     try:
-        wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size)
+        wrapped = lm_class(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size)
         with _quiet_git_probe():
             out = lm_eval.simple_evaluate(
                 model=wrapped,
@@ -82,11 +89,14 @@ def run_lm_eval(model, tokenizer, options: LmEvalOptions, log_samples: bool = Fa
     result: dict[str, Any] = {"results": {task: _numbers(m) for task, m in out.get("results", {}).items()}}
     if log_samples:
         result["samples"] = out.get("samples", {})
+    if scope is not None:
+        result["scope"] = dict(lm_class.routed)
     return result
 
 
 def lm_eval_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """Per task and metric: before, after, delta (only metrics present in both)."""
+    """Per task and metric: before, after, delta (only metrics present in both); the scope's routing
+    counts of the "after" run, when it had one."""
     if "results" not in before or "results" not in after:
         return {"skipped": before.get("skipped") or after.get("skipped")}
     table: dict[str, Any] = {}
@@ -95,7 +105,7 @@ def lm_eval_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
             old = before["results"].get(task, {}).get(name)
             if old is not None:
                 table.setdefault(task, {})[name] = {"before": old, "after": value, "delta": value - old}
-    return {"results": table}
+    return {"results": table} | ({"scope": after["scope"]} if "scope" in after else {})
 
 
 def _task_manager(include: Path | None, tasks: list[str]):

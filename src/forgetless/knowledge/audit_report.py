@@ -102,6 +102,10 @@ def _lm_eval_rows(lm_eval: dict[str, Any] | None) -> list[tuple[str, str]]:
     if "skipped" in lm_eval:
         return [("lm-eval", f"skipped: {lm_eval['skipped']}")]
     rows = []
+    if "scope" in lm_eval:
+        routed = lm_eval["scope"]
+        reached = f"{routed['in_scope']} of {routed['requests']}"
+        rows.append(("lm-eval requests that reached the adapter (its scope)", reached))
     for task, metrics in lm_eval["results"].items():
         for name, v in metrics.items():
             rows.append((f"lm-eval {task} {name}", f"{v['before']:.3f} → {v['after']:.3f} ({v['delta']:+.3f})"))

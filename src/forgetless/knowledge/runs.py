@@ -274,7 +274,7 @@ def run_audit(
         result["unscoped"] = {k: unscoped.get(k) for k in UNSCOPED_KEYS if k in unscoped}
     result.update(adapter=str(adapter), base_model=info.model_id)
     if lm_eval is not None and lm_eval.tasks:
-        result["lm_eval"] = _lm_eval(loaded, tokenizer, lm_eval)
+        result["lm_eval"] = _lm_eval(loaded, tokenizer, lm_eval, scope)
     stage = staging_dir(output)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -286,7 +286,8 @@ def run_audit(
     return result
 
 
-def _lm_eval(model, tokenizer, options) -> dict[str, Any]:
+def _lm_eval(model, tokenizer, options, scope=None) -> dict[str, Any]:
+    """lm-eval before (adapter disabled) and after (the adapter under its scope, when it has one)."""
     from forgetless.adapters.loading import adapter_disabled
     from forgetless.eval.lm_eval_bridge import lm_eval_delta, run_lm_eval
 
@@ -294,7 +295,7 @@ def _lm_eval(model, tokenizer, options) -> dict[str, Any]:
         before = run_lm_eval(model, tokenizer, options)
     if "skipped" in before:
         return before
-    return lm_eval_delta(before, run_lm_eval(model, tokenizer, options))
+    return lm_eval_delta(before, run_lm_eval(model, tokenizer, options, scope=scope))
 
 
 def _write(stage: Path, result: dict, before, after, title: str) -> None:
