@@ -40,6 +40,14 @@ def test_hidden_state_encoder_on_a_causal_lm(tiny_model_dir):
     assert not torch.allclose(batch, LastTokenEncoder(str(tiny_model_dir)).encode(PROMPTS), atol=1e-3)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_causal_encoders_batch_by_length_and_return_the_prompts_order(tiny_model_dir, side):
+    encoder = LastTokenEncoder(str(tiny_model_dir), padding_side=side)
+    prompts = [PROMPTS[1], PROMPTS[0], PROMPTS[2], PROMPTS[0] + " there", PROMPTS[1] + " again"]
+    batch = encoder.encode(prompts, batch_size=2)  # 3+ batches, shortest first: order must be restored
+    assert torch.allclose(batch, torch.cat([encoder.encode([p]) for p in prompts]), atol=1e-5)
+
+
 def test_mask_helpers_for_left_and_right_padding():
     right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])

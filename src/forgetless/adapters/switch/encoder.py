@@ -7,7 +7,7 @@
     features = encoder.encode(["Translate to French: hello"])   # float32 CPU tensor [n, encoder.dim]
 
 Every encoder is frozen, runs under `torch.no_grad()` (MiniLM: `torch.inference_mode()`), encodes in
-batches (MiniLM: of similar prompt lengths, see `length_batches`) and returns float32 CPU tensors.
+batches of similar prompt lengths (see `length_batches`) and returns float32 CPU tensors.
 `encoder.name` is the spec that `make_encoder` turns back into the same encoder, which is how a saved
 switch records its encoder. Padding never changes a prompt's vector: pooling respects the attention
 mask, and the causal-LM encoders pass position ids derived from the mask, so left- and right-padded
@@ -78,11 +78,6 @@ def _check_batch_size(batch_size: int) -> None:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
 
 
-def _batches(prompts: list[str], batch_size: int) -> list[list[str]]:
-    _check_batch_size(batch_size)
-    return [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-
-
 def _check_prompts(prompts: list[str]) -> None:
     if isinstance(prompts, str) or any(not isinstance(p, str) for p in prompts):
         raise ConfigError("encode() takes a list of prompt strings")
@@ -135,15 +130,17 @@ def length_batches(lengths: list[int], batch_size: int, batch_cost: int = BATCH_
     return batches[::-1]
 
 
-def pad_right(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
-    """Token id rows -> (input_ids, attention_mask) long tensors [b, longest], padded on the right."""
+def pad_rows(rows: list[list[int]], pad_id: int, side: str = "right") -> tuple[Any, Any]:
+    """Token id rows -> (input_ids, attention_mask) long tensors [b, longest], padded on `side`."""
     import torch
 
-    ids = torch.full((len(rows), max(map(len, rows))), pad_id, dtype=torch.long)
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
+        where = slice(0, len(row)) if side == "right" else slice(width - len(row), width)
+        ids[i, where] = torch.tensor(row, dtype=torch.long)
+        mask[i, where] = 1
     return ids, mask
 
 
@@ -190,7 +187,7 @@ class MiniLMEncoder:
         import torch
 
         device = next(self.model.parameters()).device
-        ids, mask = (t.to(device) for t in pad_right(rows, self.tokenizer.pad_token_id))
+        ids, mask = (t.to(device) for t in pad_rows(rows, self.tokenizer.pad_token_id))
         hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
         return torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1).cpu()
 
@@ -228,25 +225,23 @@ class _CausalLMEncoder:
         return hidden[rows, last_token_index(mask)]
 
     def encode(self, prompts: list[str], batch_size: int = 64) -> Any:
-        """Pooled last-layer hidden states [n, dim] as a float32 CPU tensor."""
+        """Pooled last-layer hidden states [n, dim] as a float32 CPU tensor, in the order of `prompts`
+        (tokenized once, run in batches of similar length as MiniLM is: `length_batches`)."""
         import torch
 
         _check_prompts(prompts)
         if not prompts:
             return _empty(self.dim)
+        _check_batch_size(batch_size)
         device = next(self.model.parameters()).device
-        old_side, self.tokenizer.padding_side = self.tokenizer.padding_side, self.padding_side
-        chunks = []
-        try:
-            with torch.no_grad():
-                for batch in _batches(list(prompts), batch_size):
-                    enc = self.tokenizer(
-                        batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-                    ).to(device)
-                    chunks.append(self._pool(self._hidden(enc).float(), enc["attention_mask"]).cpu())
-        finally:
-            self.tokenizer.padding_side = old_side
-        return torch.cat(chunks)
+        rows = self.tokenizer(list(prompts), truncation=True, max_length=self.max_length)["input_ids"]
+        out = torch.empty((len(rows), self.dim), dtype=torch.float32)
+        with torch.no_grad():
+            for picked in length_batches([len(r) for r in rows], batch_size):
+                ids, mask = pad_rows([rows[i] for i in picked], self.tokenizer.pad_token_id, self.padding_side)
+                enc = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+                out[picked] = self._pool(self._hidden(enc).float(), enc["attention_mask"]).cpu()
+        return out
 
 
 def _hidden_dim(config: Any) -> int:
