@@ -169,7 +169,7 @@ def test_forgetless_recipe_reports_the_contract(tiny_model_dir, facts_file, tmp_
     """The tiny model knows no fact, so anchors are drawn as if some were known: the run's plumbing."""
     from forgetless.knowledge import plan
 
-    def pretend_known(facts, categories, new, count, seed):
+    def pretend_known(facts, categories, new, count, seed, subject_share=0.0):
         others = [f for f in facts if f.id not in {n.id for n in new}]
         return others[:count], others[count:]
 

@@ -165,3 +165,22 @@ def test_group_by_length_batches_long_records_together(tokenizer, tmp_path):
         batches = [order[i : i + 8] for i in range(0, 256, 8)]
         padded[grouped] = sum(any(j % 8 == 0 for j in batch) for batch in batches)  # batches padded long
     assert padded[True] <= 6 < 12 <= padded[False]  # long records share 4-6 of 32 batches instead of most
+
+
+def test_checkpoint_saves_ask_no_hub_whether_the_vocabulary_changed(tiny_model_dir, tmp_path, monkeypatch):
+    """peft's save_embedding_layers="auto" looks the base's hub id up on every save; ours never do."""
+    import peft.utils.save_and_load as peft_saving
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from forgetless.train.trainer import no_hub_lookup_on_save
+
+    asked = []
+    monkeypatch.setattr(peft_saving, "check_file_exists_on_hf_hub", lambda repo, name, **kw: asked.append(repo))
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=2))
+    model.peft_config["default"].base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"  # portable
+    with no_hub_lookup_on_save(model):
+        model.save_pretrained(tmp_path / "checkpoint")
+    assert asked == [] and (tmp_path / "checkpoint" / "adapter_model.safetensors").is_file()
+    model.save_pretrained(tmp_path / "plain")  # outside: peft's own default, restored
+    assert asked == ["HuggingFaceTB/SmolLM2-135M-Instruct"]

@@ -19,9 +19,10 @@ a PEFT model, adapter-only checkpoint save/load (so a checkpoint never re-saves 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -134,7 +135,8 @@ class ForgetlessTrainer(Trainer):
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         if self.method is None or not self.method.owns_checkpoints:
-            return super()._save(output_dir, state_dict)
+            with no_hub_lookup_on_save(self.accelerator.unwrap_model(self.model)):
+                return super()._save(output_dir, state_dict)
         if self.args.should_save:
             self.method.save(self.model, Path(output_dir or self.args.output_dir), None)
 
@@ -170,3 +172,19 @@ def _rows(inputs: dict, labels, extras: dict, rows) -> tuple[dict, object, dict]
     width = int(inputs["attention_mask"][rows].sum(dim=1).max())
     cut = {k: v[rows][:, -width:] if v.dim() == 2 else v[rows] for k, v in inputs.items()}
     return cut, labels[rows][:, -width:], {k: v[rows.to(v.device)] for k, v in extras.items()}
+
+
+@contextmanager
+def no_hub_lookup_on_save(model):
+    """A PEFT model's `save_pretrained` with `save_embedding_layers=False` inside the block. Left at "auto",
+    peft asks the Hub whether the base's vocabulary changed on every checkpoint (the adapter names a hub id,
+    never a local path): a network call, a warning offline, a stall behind a firewall. forgetless never
+    resizes embeddings, and its final adapter save says False too (`LoraMethod.save`)."""
+    if not hasattr(model, "peft_config"):
+        yield
+        return
+    model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
+    try:
+        yield
+    finally:
+        del model.save_pretrained  # the class's method again
