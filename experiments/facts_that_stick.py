@@ -213,9 +213,40 @@ def findings(rows: list[dict]) -> list[str]:
             f"{base['reliability']:.2f}; held-out {r['generalization']:.2f} vs {base['generalization']:.2f}; "
             f"HighlyKnown kept {r['highly_known_kept']:.2f} vs {base['highly_known_kept']:.2f} "
             f"(lost/gained {r['mcnemar']['lost']}/{r['mcnemar']['gained']} vs "
-            f"{base['mcnemar']['lost']}/{base['mcnemar']['gained']})."
+            f"{base['mcnemar']['lost']}/{base['mcnemar']['gained']})." + same_facts(r, base)
         )
     return lines + verdict([r for r in ours.values() if r["n"] == 50])
+
+
+def same_facts(row: dict, base: dict) -> str:
+    """When two cells drew other anchors, their retention sets differ: the facts lost among those both
+    measure (" " + sentence), or "" when the sets are the same or cannot be rebuilt."""
+    kept = [retention_after(r) for r in (row, base)]
+    if None in kept or kept[0].keys() == kept[1].keys():
+        return ""
+    common = kept[0].keys() & kept[1].keys()
+    lost = [sum(after[i] != "HighlyKnown" for i in common) for after in kept]
+    return f" On the {len(common)} HighlyKnown facts both measure (other anchors): lost {lost[0]} vs {lost[1]}."
+
+
+def retention_after(row: dict) -> dict[str, str] | None:
+    """{retention fact id: its category after} of a recipe cell, the anchors drawn again as the run drew them."""
+    from forgetless.knowledge.facts import load_facts
+    from forgetless.knowledge.recipe import choose_anchors
+
+    settings, folder = ARMS[row["arm"]], OUT / "work" / f"{row['arm']}_n{row['n']}_s{row['seed']}"
+    if settings is None or not (folder / "facts_after.jsonl").is_file():
+        return None
+    facts = load_facts(OUT / "work" / "facts.jsonl")
+    before, after = (_categories(folder / f"facts_{when}.jsonl") for when in ("before", "after"))
+    trained = set(json.loads((folder / "results.json").read_text())["trained_fact_ids"])
+    new = [f for f in facts if f.id in trained]
+    _, retention = choose_anchors(facts, before, new, settings.anchor_facts, row["seed"], settings.subject_anchors)
+    return {f.id: after[f.id] for f in retention if f.id in after}
+
+
+def _categories(path: Path) -> dict[str, str]:
+    return {row["fact_id"]: row["category"] for row in map(json.loads, path.read_text().splitlines())}
 
 
 def verdict(cells: list[dict]) -> list[str]:
