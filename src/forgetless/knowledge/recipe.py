@@ -27,6 +27,10 @@
 6. **The scope** (`scope`, on): the adapter answers only questions naming a taught subject; the base
    answers the rest, bit for bit (`knowledge.scope`, applied by `generate`, `serve` and the audit). Every
    result also reports the adapter used on every prompt (`unscoped`), as plain PEFT or vLLM run it.
+
+Measured and off: `subject_anchors` (a share of the taught subjects' other known facts made anchors
+first). It keeps the facts it anchors, but on the retention facts both runs measure it lost about as
+many (README, "Facts that stick").
 """
 
 from __future__ import annotations
