@@ -81,20 +81,9 @@ def answer_in_scope(model, tokenizer, questions: list[str], scope: FactScope | N
 def generate_in_scope(model, conversations: list, scope: FactScope | None, generate) -> list:
     """`generate(conversations)` with the adapter on for conversations in scope and off (the base) for the
     rest, results back in input order; everything with the adapter when `scope` is None."""
-    from forgetless.adapters.loading import adapter_disabled
+    from forgetless.eval.lm_eval_scope import route_by_scope
 
     if scope is None:
         return generate(conversations)
-    inside = [i for i, conv in enumerate(conversations) if scope.applies_to_conversation(conv)]
-    chosen = set(inside)
-    outside = [i for i in range(len(conversations)) if i not in chosen]
-    results: list = [None] * len(conversations)
-    if inside:
-        for i, out in zip(inside, generate([conversations[i] for i in inside]), strict=True):
-            results[i] = out
-    if outside:
-        with adapter_disabled(model):
-            found = generate([conversations[i] for i in outside])
-        for i, out in zip(outside, found, strict=True):
-            results[i] = out
-    return results
+    inside = [scope.applies_to_conversation(conv) for conv in conversations]
+    return route_by_scope(conversations, inside, generate, model)
