@@ -63,13 +63,14 @@ def run(kind: str, records, args) -> float:
     cfg = TrainConfig(data="-", output="-", max_steps=args.steps, batch_size=args.batch_size, lr=1e-4)
     cfg.save_steps, cfg.logging_steps = 10_000, 10_000
     dataset = build_dataset(tokenizer, records, cfg)
-    peft_model = build_method(cfg).wrap(model)  # the LoRA `forgetless train` builds (cfg.method "lora")
+    method = build_method(cfg)  # the LoRA `forgetless train` builds (cfg.method "lora")
+    peft_model = method.wrap(model)
     timer = StepTimer()
     if kind == "plain":
-        trainer = _plain_trainer(peft_model, tokenizer, dataset, args)
+        trainer = _plain_trainer(peft_model, tokenizer, dataset, args, cfg.seed)
     else:
         precision = resolve_precision("auto", "cpu") if kind == "forgetless" else "fp32"
-        trainer = build_trainer(peft_model, tokenizer, dataset, cfg, args.tmp, precision)
+        trainer = build_trainer(peft_model, tokenizer, dataset, cfg, args.tmp, precision, method)
         trainer.args.save_strategy = "no"
     trainer.add_callback(timer)
     trainer.train()
@@ -77,7 +78,7 @@ def run(kind: str, records, args) -> float:
     return per_step * (args.steps - 1) / (timer.end - timer.start)
 
 
-def _plain_trainer(model, tokenizer, dataset, args) -> Trainer:
+def _plain_trainer(model, tokenizer, dataset, args, seed: int) -> Trainer:
     plain = dataset.map(lambda row: {"labels": row["input_ids"]}).remove_columns(["length", "sample_type"])
     tokenizer.padding_side = "right"
     training_args = TrainingArguments(
@@ -85,6 +86,7 @@ def _plain_trainer(model, tokenizer, dataset, args) -> Trainer:
         max_steps=args.steps,
         per_device_train_batch_size=args.batch_size,
         learning_rate=1e-4,
+        seed=seed,  # the same batches, in the same order, as the forgetless arms
         use_cpu=True,
         report_to=[],
         save_strategy="no",

@@ -40,9 +40,11 @@ def build_trainer(
 
     from forgetless.data.collate import LeftPadCollator
     from forgetless.models.runtime import training_attention
+    from forgetless.train.dropout import training_dropout
     from forgetless.train.trainer import ForgetlessTrainer
 
     training_attention(model, model.device.type, max(dataset["length"]))  # eager on the CPU for short records
+    training_dropout(model, model.device.type)  # masks from 16 random bits per element on the CPU
 
     args = TrainingArguments(
         output_dir=str(checkpoints),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ from transformers import Trainer
 from forgetless.data.chat import IGNORE_INDEX
 from forgetless.data.collate import label_window, length_groups
 from forgetless.errors import TrainingDiverged
+from forgetless.train.frozen_weights import frozen_linears_in
 from forgetless.train.progress import RichProgressCallback, quiet_trainer
 from forgetless.train.teacher import TeacherCache
 
@@ -58,13 +59,26 @@ class ForgetlessTrainer(Trainer):
     def train(self, *args, **kwargs):
         failed = True
         try:
-            result = super().train(*args, **kwargs)
+            with self._cpu_bf16_casts_skipped():
+                result = super().train(*args, **kwargs)
             failed = False
             return result
         finally:  # also when training fails or is interrupted: the bar must not outlive the run
             for callback in self.callback_handler.callbacks:
                 if isinstance(callback, RichProgressCallback):
                     callback.close(failed)
+
+    def _cpu_bf16_casts_skipped(self) -> ExitStack:
+        """bf16 autocast on the CPU: the frozen linears held in bf16 for the run, and peft's up-cast of bf16
+        inputs to its fp32 LoRA weights skipped (autocast casts them back to bf16 anyway). The same numbers,
+        bit for bit (tested), without ~2 casts per adapted linear per step."""
+        stack = ExitStack()
+        if self.args.bf16 and self.model.device.type == "cpu":
+            from peft.helpers import disable_input_dtype_casting
+
+            stack.enter_context(frozen_linears_in(self.model, torch.bfloat16))
+            stack.enter_context(disable_input_dtype_casting(self.model))
+        return stack
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
