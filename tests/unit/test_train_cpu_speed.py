@@ -10,8 +10,8 @@ from peft import LoraConfig, get_peft_model
 from peft.helpers import disable_input_dtype_casting
 from torch import nn
 
+from forgetless.models.frozen_weights import frozen_linears_in
 from forgetless.train.dropout import LANES, BitsDropout, training_dropout
-from forgetless.train.frozen_weights import frozen_linears_in
 from tests.conftest import build_tiny_llama
 
 P = 0.05
@@ -181,3 +181,22 @@ def test_the_bf16_cpu_loss_curve_stays_within_noise_of_fp32(tokenizer, tmp_path)
     assert fp32[-1] < fp32[0] - 0.1  # it learns (slowly: a 2-layer, 32-wide random model, 49k-token vocabulary)
     gaps = [abs(a - b) / a for a, b in zip(fp32, bf16, strict=True)]
     assert max(gaps) < 2e-3  # measured: ~3e-5
+
+
+def test_generation_inside_a_training_run_merges_lora_into_the_fp32_weights(tokenizer):
+    # the training gate probes the adapter mid-run: it must see the weights generation sees after training
+    from forgetless.engine.weights import inference_weights
+
+    model = _lora(tokenizer, 0.0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            nn.init.normal_(param, std=0.5)
+    base = model.get_base_model().model.layers[0].mlp.down_proj.base_layer
+    with inference_weights(model, "bf16"):
+        after_training = base.weight.detach().clone()
+    with frozen_linears_in(model, torch.bfloat16):
+        with inference_weights(model, "bf16"):
+            mid_run = base.weight.detach().clone()
+        assert base.weight.dtype == torch.bfloat16  # the run's copy again
+    assert after_training.dtype == torch.bfloat16
+    assert torch.equal(mid_run, after_training)

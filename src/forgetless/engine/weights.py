@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from forgetless.models.frozen_weights import original_weights
 from forgetless.models.runtime import resolve_precision
 
 
@@ -27,14 +28,15 @@ def inference_weights(model, precision: str = "auto") -> Iterator[None]:
     The original tensors are kept, not re-computed, so training and fp32 scoring after the block see
     exactly the weights they saw before.
     """
-    merged = _merge_active_lora(model)
-    try:
-        with _bf16_parameters(model, precision):
-            yield
-    finally:
-        for module, weight, data, disabled in reversed(merged):
-            weight.data = data
-            module._disable_adapters = disabled
+    with original_weights(model):  # inside a bf16 training run (its gate's probes): the exact fp32 weights
+        merged = _merge_active_lora(model)
+        try:
+            with _bf16_parameters(model, precision):
+                yield
+        finally:
+            for module, weight, data, disabled in reversed(merged):
+                weight.data = data
+                module._disable_adapters = disabled
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from transformers import Trainer
 from forgetless.data.chat import IGNORE_INDEX
 from forgetless.data.collate import label_window, length_groups
 from forgetless.errors import TrainingDiverged
-from forgetless.train.frozen_weights import frozen_linears_in
+from forgetless.models.frozen_weights import frozen_linears_in
 from forgetless.train.progress import RichProgressCallback, quiet_trainer
 from forgetless.train.teacher import TeacherCache
 
