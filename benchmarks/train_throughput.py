@@ -11,6 +11,9 @@ sentence, ~50 tokens) and `short` (the same questions answered with the bare obj
   via `forgetless.train.setup` and `forgetless.models.runtime.training_attention`, as `forgetless train`.
 - plain: right padding, labels = input ids (full-sequence loss), full logits, fp32 (a stock recipe).
 - forgetless-fp32: ours without bf16, to show what the label-only logits alone buy.
+- forgetless-uncut: ours without the CPU cuts of 2026-11-30 (torch's `nn.Dropout` masks instead of
+  `BitsDropout`, frozen weights re-cast by autocast on every forward, peft's input up-casts kept), so the
+  cuts are measured side by side with the path as it was (`--arms` picks arms; all four by default).
 Tokens/s counts real (non-padding) tokens of the timed steps (the first step is warm-up, not timed).
 Runs alternate (A, B, C, A, B, C) so machine noise hits all alike; the best round of each is reported.
 """
@@ -18,6 +21,7 @@ Runs alternate (A, B, C, A, B, C) so machine noise hits all alike; the best roun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -30,6 +34,8 @@ from forgetless.models.load import load_model
 from forgetless.models.runtime import resolve_precision
 from forgetless.train.config import TrainConfig
 from forgetless.train.setup import build_dataset, build_trainer
+
+ARMS = ("forgetless", "plain", "forgetless-fp32", "forgetless-uncut")
 
 
 class StepTimer(TrainerCallback):
@@ -59,6 +65,26 @@ def _bare(fact) -> str:
 
 
 def run(kind: str, records, args) -> float:
+    with _cpu_cuts_off() if kind == "forgetless-uncut" else contextlib.nullcontext():
+        return _run(kind, records, args)
+
+
+@contextlib.contextmanager
+def _cpu_cuts_off():
+    """The training path before the CPU cuts: no `BitsDropout` swap, no bf16-held frozen linears."""
+    import forgetless.train.dropout as dropout
+    from forgetless.train.trainer import ForgetlessTrainer
+
+    saved = dropout.training_dropout, ForgetlessTrainer._cpu_bf16_casts_skipped
+    dropout.training_dropout = lambda model, device: 0
+    ForgetlessTrainer._cpu_bf16_casts_skipped = lambda self: contextlib.ExitStack()
+    try:
+        yield
+    finally:
+        dropout.training_dropout, ForgetlessTrainer._cpu_bf16_casts_skipped = saved
+
+
+def _run(kind: str, records, args) -> float:
     model, tokenizer, _ = load_model(None, device="cpu")
     cfg = TrainConfig(data="-", output="-", max_steps=args.steps, batch_size=args.batch_size, lr=1e-4)
     cfg.save_steps, cfg.logging_steps = 10_000, 10_000
@@ -69,7 +95,7 @@ def run(kind: str, records, args) -> float:
     if kind == "plain":
         trainer = _plain_trainer(peft_model, tokenizer, dataset, args, cfg.seed)
     else:
-        precision = resolve_precision("auto", "cpu") if kind == "forgetless" else "fp32"
+        precision = "fp32" if kind == "forgetless-fp32" else resolve_precision("auto", "cpu")
         trainer = build_trainer(peft_model, tokenizer, dataset, cfg, args.tmp, precision, method)
         trainer.args.save_strategy = "no"
     trainer.add_callback(timer)
@@ -105,19 +131,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workload", choices=("sentence", "short", "both"), default="both")
     parser.add_argument("--tmp", default="/tmp/forgetless-bench")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     args = parser.parse_args()
     workloads = ("sentence", "short") if args.workload == "both" else (args.workload,)
+    arms = [arm for arm in ARMS if arm in args.arms.split(",")]
+    if "forgetless" not in arms or "plain" not in arms:
+        parser.error(f"--arms must include forgetless and plain, got {args.arms!r}")
     print(f"precision on this machine: {resolve_precision('auto', 'cpu')}, threads {torch.get_num_threads()}")
     for workload in workloads:
         records = qa_records(args.records, workload)
         best: dict[str, float] = {}
         for round_index in range(args.rounds):
-            tps = {kind: run(kind, records, args) for kind in ("forgetless", "plain", "forgetless-fp32")}
+            tps = {kind: run(kind, records, args) for kind in arms}
             for kind, value in tps.items():
                 best[kind] = max(best.get(kind, 0.0), value)
             ratio = tps["forgetless"] / tps["plain"]
             print(f"{workload} round {round_index + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in tps.items()), end="")
-            print(f" tok/s; forgetless/plain {ratio:.2f}x", flush=True)
+            uncut = tps.get("forgetless-uncut")
+            uncut = f", forgetless/uncut {tps['forgetless'] / uncut:.2f}x" if uncut else ""
+            print(f" tok/s; forgetless/plain {ratio:.2f}x{uncut}", flush=True)
         print(f"\n{workload}: | recipe | tokens/s (best round) | vs plain |\n|---|---|---|")
         for kind, value in best.items():
             print(f"| {kind} | {value:.0f} | {value / best['plain']:.2f}x |")
