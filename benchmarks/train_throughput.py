@@ -10,7 +10,7 @@ sentence, ~50 tokens) and `short` (the same questions answered with the bare obj
   (where the CPU supports bf16; fp32 otherwise) + eager attention on the CPU for records <= 512 tokens,
   via `forgetless.train.setup` and `forgetless.models.runtime.training_attention`, as `forgetless train`.
 - plain: right padding, labels = input ids (full-sequence loss), full logits, fp32 (a stock recipe).
-- forgetless-fp32: ours without bf16, to show what the label-only logits alone buy.
+- forgetless-fp32: ours without bf16 (label-only logits, and `BitsDropout` masks on the CPU).
 - forgetless-uncut: ours without the CPU cuts of 2026-11-30 (torch's `nn.Dropout` masks instead of
   `BitsDropout`, frozen weights re-cast by autocast on every forward, peft's input up-casts kept), so the
   cuts are measured side by side with the path as it was (`--arms` picks arms; all four by default).
