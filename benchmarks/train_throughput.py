@@ -16,6 +16,13 @@ sentence, ~50 tokens) and `short` (the same questions answered with the bare obj
   cuts are measured side by side with the path as it was (`--arms` picks arms; all four by default).
 Tokens/s counts real (non-padding) tokens of the timed steps (the first step is warm-up, not timed).
 Runs alternate (A, B, C, A, B, C) so machine noise hits all alike; the best round of each is reported.
+
+`--paired` interleaves the arms step by step instead: every arm trains in its own process, and a
+turnstile lets one arm run one step (data loading, forward, backward, optimizer) at a time, in turn
+(A1, B1, C1, A2, B2, ...), the others waiting asleep. Each step is timed alone, so a slow spell of this
+shared machine (step times swing 1.6x over tens of seconds) hits every arm's steps alike instead of one
+arm's whole run; the first two steps of each arm are warm-up. (Threads in one process were tried first:
+elementwise ops ran up to 3x slower off the main thread.)
 """
 
 from __future__ import annotations
@@ -65,8 +72,9 @@ def _bare(fact) -> str:
 
 
 def run(kind: str, records, args) -> float:
-    with _cpu_cuts_off() if kind == "forgetless-uncut" else contextlib.nullcontext():
-        return _run(kind, records, args)
+    trainer, timer, tokens_per_step = _build(kind, records, args)
+    trainer.train()
+    return tokens_per_step * (args.steps - 1) / (timer.end - timer.start)
 
 
 @contextlib.contextmanager
@@ -75,16 +83,17 @@ def _cpu_cuts_off():
     import forgetless.train.dropout as dropout
     from forgetless.train.trainer import ForgetlessTrainer
 
-    saved = dropout.training_dropout, ForgetlessTrainer._cpu_bf16_casts_skipped
-    dropout.training_dropout = lambda model, device: 0
-    ForgetlessTrainer._cpu_bf16_casts_skipped = lambda self: contextlib.ExitStack()
+    saved = dropout.training_dropout, ForgetlessTrainer._fast_paths
+    dropout.training_dropout = lambda model, device: 0  # called while the trainer is built
+    ForgetlessTrainer._fast_paths = lambda self: contextlib.ExitStack()  # called when training starts
     try:
         yield
     finally:
-        dropout.training_dropout, ForgetlessTrainer._cpu_bf16_casts_skipped = saved
+        dropout.training_dropout, ForgetlessTrainer._fast_paths = saved
 
 
-def _run(kind: str, records, args) -> float:
+def _build(kind: str, records, args):
+    """(trainer, its StepTimer, real tokens per step) for one arm; the uncut arm keeps its path for good."""
     model, tokenizer, _ = load_model(None, device="cpu")
     cfg = TrainConfig(data="-", output="-", max_steps=args.steps, batch_size=args.batch_size, lr=1e-4)
     cfg.save_steps, cfg.logging_steps = 10_000, 10_000
@@ -96,12 +105,91 @@ def _run(kind: str, records, args) -> float:
         trainer = _plain_trainer(peft_model, tokenizer, dataset, args, cfg.seed)
     else:
         precision = "fp32" if kind == "forgetless-fp32" else resolve_precision("auto", "cpu")
-        trainer = build_trainer(peft_model, tokenizer, dataset, cfg, args.tmp, precision, method)
+        with _cpu_cuts_off() if kind == "forgetless-uncut" else contextlib.nullcontext():
+            trainer = build_trainer(peft_model, tokenizer, dataset, cfg, f"{args.tmp}/{kind}", precision, method)
+        if kind == "forgetless-uncut":
+            trainer._fast_paths = contextlib.ExitStack  # this trainer only: other arms may run alongside
         trainer.args.save_strategy = "no"
     trainer.add_callback(timer)
-    trainer.train()
-    per_step = sum(dataset["length"]) / len(dataset) * args.batch_size
-    return per_step * (args.steps - 1) / (timer.end - timer.start)
+    return trainer, timer, sum(dataset["length"]) / len(dataset) * args.batch_size
+
+
+class Turnstile:
+    """Lets the arms' trainer processes run one step each, in turn (shared across processes)."""
+
+    WARMUP = 2
+
+    def __init__(self, context, arms: int):
+        self.cond = context.Condition()
+        self.turn = context.Value("i", 0, lock=False)
+        self.done = context.Array("b", arms, lock=False)
+
+    def wait(self, arm: int) -> float:
+        with self.cond:
+            self.cond.wait_for(lambda: self.turn.value == arm)
+        return time.perf_counter()
+
+    def hand_over(self, arm: int, finished: bool = False) -> None:
+        with self.cond:
+            self.done[arm] = self.done[arm] or finished
+            if self.turn.value == arm and not all(self.done):
+                turn = (arm + 1) % len(self.done)
+                while self.done[turn]:
+                    turn = (turn + 1) % len(self.done)
+                self.turn.value = turn
+            self.cond.notify_all()
+
+
+class TakeTurns(TrainerCallback):
+    """One arm's side of the turnstile: wait for the turn, run a step, time it, hand over."""
+
+    def __init__(self, turnstile: Turnstile, arm: int):
+        self.turnstile, self.arm, self.times = turnstile, arm, []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = self.turnstile.wait(self.arm)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self.start)
+        self.turnstile.hand_over(self.arm)
+        self.start = self.turnstile.wait(self.arm)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.turnstile.hand_over(self.arm, finished=True)
+
+
+def _paired_arm(kind: str, arm: int, turnstile: Turnstile, records, args, results) -> None:
+    try:
+        trainer, _, tokens_per_step = _build(kind, records, args)
+        turns = TakeTurns(turnstile, arm)
+        trainer.add_callback(turns)
+        trainer.train()
+        steps = turns.times[Turnstile.WARMUP :]
+        results.put((kind, tokens_per_step * len(steps) / sum(steps)))
+    except BaseException as exc:
+        turnstile.hand_over(arm, finished=True)
+        results.put((kind, repr(exc)))
+
+
+def run_paired(arms: list[str], records, args) -> dict[str, float]:
+    """Tokens/s of each arm, its steps interleaved with the other arms' (see the module docstring)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    turnstile, results = Turnstile(context, len(arms)), context.Queue()
+    workers = [
+        context.Process(target=_paired_arm, args=(kind, arm, turnstile, records, args, results))
+        for arm, kind in enumerate(arms)
+    ]
+    for worker in workers:
+        worker.start()
+    measured = dict(results.get() for _ in workers)
+    for worker in workers:
+        worker.join()
+    failed = {kind: value for kind, value in measured.items() if isinstance(value, str)}
+    if failed:
+        raise RuntimeError(f"paired run failed: {failed}")
+    return {kind: measured[kind] for kind in arms}
 
 
 def _plain_trainer(model, tokenizer, dataset, args, seed: int) -> Trainer:
@@ -132,17 +220,19 @@ def main() -> None:
     parser.add_argument("--workload", choices=("sentence", "short", "both"), default="both")
     parser.add_argument("--tmp", default="/tmp/forgetless-bench")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--paired", action="store_true", help="interleave the arms step by step in one process")
     args = parser.parse_args()
     workloads = ("sentence", "short") if args.workload == "both" else (args.workload,)
     arms = [arm for arm in ARMS if arm in args.arms.split(",")]
     if "forgetless" not in arms or "plain" not in arms:
         parser.error(f"--arms must include forgetless and plain, got {args.arms!r}")
-    print(f"precision on this machine: {resolve_precision('auto', 'cpu')}, threads {torch.get_num_threads()}")
+    mode = "paired steps" if args.paired else "arms one after another"
+    print(f"precision on this machine: {resolve_precision('auto', 'cpu')}, threads {torch.get_num_threads()}, {mode}")
     for workload in workloads:
         records = qa_records(args.records, workload)
         best: dict[str, float] = {}
         for round_index in range(args.rounds):
-            tps = {kind: run(kind, records, args) for kind in arms}
+            tps = run_paired(arms, records, args) if args.paired else {kind: run(kind, records, args) for kind in arms}
             for kind, value in tps.items():
                 best[kind] = max(best.get(kind, 0.0), value)
             ratio = tps["forgetless"] / tps["plain"]

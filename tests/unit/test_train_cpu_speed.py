@@ -68,6 +68,23 @@ def test_bf16_input_gives_the_fp32_result_rounded():
     assert torch.equal(low, high.bfloat16())
 
 
+def test_an_adapter_input_dropout_writes_the_autocast_dtype_with_the_same_numbers():
+    x = torch.randn(4, 50, 96, requires_grad=True)
+    outputs, grads = [], []
+    for feeds_linear in (False, True):
+        torch.manual_seed(6)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = BitsDropout(P, feeds_linear).train()(x)
+            outputs.append(out)
+            (nn.functional.linear(out, torch.randn(8, 96, generator=torch.Generator().manual_seed(0)))).sum().backward()
+        grads.append(x.grad.clone())
+        x.grad = None
+    assert outputs[0].dtype == torch.float32 and outputs[1].dtype == torch.bfloat16
+    assert torch.equal(outputs[0].bfloat16(), outputs[1])
+    assert grads[1].dtype == torch.float32 and torch.equal(grads[0], grads[1])
+    assert BitsDropout(P, feeds_linear=True).train()(x).dtype == torch.float32  # no autocast: no cast
+
+
 def _lora(tokenizer, dropout: float):
     config = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear")
     return get_peft_model(build_tiny_llama(tokenizer), config)
@@ -80,7 +97,17 @@ def test_training_dropout_swaps_lora_dropout_on_the_cpu_only(tokenizer):
     assert training_dropout(model, "cpu") == adapted > 0
     dropouts = [m.lora_dropout["default"] for m in model.modules() if hasattr(m, "lora_dropout")]
     assert all(type(d) is BitsDropout and d.p == 0.1 and d.training == model.training for d in dropouts)
+    assert all(d.feeds_linear for d in dropouts)
     assert training_dropout(_lora(tokenizer, 0.0), "cpu") == 0  # peft's nn.Identity: nothing to swap
+
+
+def test_only_adapter_input_dropouts_feed_a_linear(tokenizer):
+    model = _lora(tokenizer, 0.1)
+    layer = model.get_base_model().model.layers[0]
+    layer.mlp.residual_dropout = nn.Dropout(0.1)  # a base-model dropout: its output is not the adapter's input
+    training_dropout(model, "cpu")
+    assert layer.mlp.residual_dropout.feeds_linear is False
+    assert layer.mlp.up_proj.lora_dropout["default"].feeds_linear is True
 
 
 def test_frozen_linears_in_bf16_then_the_same_parameters_back(tokenizer):
@@ -124,6 +151,32 @@ def test_skipping_the_casts_changes_no_bit_of_loss_or_gradients(tokenizer):
     assert torch.equal(loss, fast_loss)
     assert grads.keys() == fast_grads.keys()
     assert all(torch.equal(grads[name], fast_grads[name]) for name in grads)
+
+
+@pytest.mark.parametrize("method", ["lora", "loramoe"])
+def test_the_fused_dropout_cast_changes_no_bit_of_loss_or_gradients(tokenizer, method):
+    if method == "lora":
+        model = _lora(tokenizer, 0.1)
+    else:
+        from forgetless.adapters.loramoe.config import LoRAMoEConfig
+        from forgetless.adapters.loramoe.model import inject_loramoe
+
+        model = inject_loramoe(build_tiny_llama(tokenizer), LoRAMoEConfig(num_experts=4, rank=4, dropout=0.1))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # zero at init: nothing would flow back through the dropout
+            nn.init.normal_(param, std=0.5)
+    assert training_dropout(model, "cpu") > 0
+    model.train()
+    torch.manual_seed(0)
+    batch = {"input_ids": torch.randint(0, len(tokenizer), (3, 17)), "attention_mask": torch.ones(3, 17).long()}
+    fused = [m for m in model.modules() if isinstance(m, BitsDropout)]
+    assert all(m.feeds_linear for m in fused)
+    loss, grads = _loss_and_grads(model, batch)
+    for module in fused:
+        module.feeds_linear = False
+    plain_loss, plain_grads = _loss_and_grads(model, batch)
+    assert torch.equal(loss, plain_loss)
+    assert all(torch.equal(grads[name], plain_grads[name]) for name in grads)
 
 
 def test_a_bf16_cpu_training_run_holds_bf16_weights_and_restores_them(tokenizer, tmp_path):
