@@ -290,6 +290,21 @@ def test_a_temp_file_left_by_a_killed_writer_goes_with_the_next_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "r.json"])
 
 
+def test_a_continual_run_killed_while_writing_run_json_starts_again_in_place(tmp_path):
+    """Seen in CI: the kill landed inside run.json's atomic write, leaving only its temp file beside the
+    marker and data/; `--resume` said "nothing to resume" instead of starting the run again."""
+    from forgetless.continual.runner import _killed_before_manifest
+    from forgetless.utils.fileio import mark_output
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    mark_output(run)
+    (run / ".run.json.999999999.ab12.tmp").write_text('{"version": ')
+    assert _killed_before_manifest(run)
+    (run / f".run.json.{os.getppid()}.cd34.tmp").write_text("{")  # a live writer's: not ours to pass over
+    assert not _killed_before_manifest(run)
+
+
 def assert_same_probe(out: Path, ref: Path) -> None:
     for name in ("facts.jsonl", "summary.json", "summary.md"):
         assert (out / name).read_text() == (ref / name).read_text(), name

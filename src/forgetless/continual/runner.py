@@ -33,7 +33,7 @@ from forgetless.continual.config import ContinualConfig
 from forgetless.continual.data import prepare_tasks
 from forgetless.continual.run_dir import RunDir
 from forgetless.errors import ConfigError, OutputError
-from forgetless.utils.fileio import OUTPUT_MARKER, check_output_dir, mark_output, write_json_atomic
+from forgetless.utils.fileio import OUTPUT_MARKER, check_output_dir, mark_output, stale_temps, write_json_atomic
 
 RESULTS_VERSION = 1
 
@@ -195,10 +195,12 @@ def _open_run_dir(cfg: ContinualConfig) -> Path:
 
 
 def _killed_before_manifest(run_dir: Path) -> bool:
-    """A run directory of ours whose run was killed before it wrote run.json: empty, or our marker and data/."""
+    """A run directory of ours whose run was killed before it wrote run.json: empty, or our marker and data/
+    (and the temp file of a run.json write the kill interrupted, which the next write removes)."""
     if not run_dir.is_dir():
         return False
-    names = {p.name for p in run_dir.iterdir()}
+    interrupted = {p.name for p in stale_temps(RunDir(run_dir).manifest_path)}
+    names = {p.name for p in run_dir.iterdir()} - interrupted
     return names <= {OUTPUT_MARKER, "data"} and (not names or OUTPUT_MARKER in names)
 
 

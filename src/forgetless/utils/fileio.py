@@ -47,12 +47,20 @@ def temp_sibling(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     return fd, tmp
 
 
-def _remove_stale_temps(path: Path, suffix: str) -> None:
+def stale_temps(path: Path, suffix: str = ".tmp") -> list[Path]:
+    """Temp files of `path` (from `temp_sibling`) that a killed process left: no process has their PID."""
     prefix = f".{path.name}."
+    found = []
     for stale in path.parent.glob(f"{glob.escape(prefix)}*{suffix}"):
         pid = stale.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            stale.unlink(missing_ok=True)
+            found.append(stale)
+    return found
+
+
+def _remove_stale_temps(path: Path, suffix: str) -> None:
+    for stale in stale_temps(path, suffix):
+        stale.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
