@@ -81,6 +81,20 @@ def interrupt_training_at(monkeypatch, step: int = 4):
     return lambda: monkeypatch.setattr(ForgetlessTrainer, "training_step", original)
 
 
+def train_two_steps(model, tokenizer, output: Path, precision: str, callback) -> None:
+    """`build_trainer` on 8 one-line QA records, 2 steps of batch 4, no checkpoints, with `callback` added."""
+    from forgetless.data.records import Record
+    from forgetless.train.config import TrainConfig
+    from forgetless.train.setup import build_dataset, build_trainer
+
+    records = [Record([{"role": "user", "content": f"q{i}?"}, {"role": "assistant", "content": "a"}]) for i in range(8)]
+    cfg = TrainConfig(data="-", output="-", max_steps=2, batch_size=4)
+    trainer = build_trainer(model, tokenizer, build_dataset(tokenizer, records, cfg), cfg, output, precision)
+    trainer.args.save_strategy = "no"
+    trainer.add_callback(callback)
+    trainer.train()
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

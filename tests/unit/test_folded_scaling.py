@@ -10,7 +10,7 @@ from torch import nn
 
 from forgetless.train.dropout import training_dropout
 from forgetless.train.folded_scaling import FoldedScaling, folded_lora_scaling
-from tests.conftest import build_tiny_llama
+from tests.conftest import build_tiny_llama, train_two_steps
 
 
 def _lora(tokenizer, alpha: float, **extra):
@@ -89,10 +89,6 @@ def test_merging_inside_the_run_gives_peft_s_merged_weights(tokenizer, safe):
 def test_a_training_run_folds_the_scaling_and_removes_it(tokenizer, tmp_path):
     from transformers import TrainerCallback
 
-    from forgetless.data.records import Record
-    from forgetless.train.config import TrainConfig
-    from forgetless.train.setup import build_dataset, build_trainer
-
     seen = []
 
     class Watch(TrainerCallback):
@@ -101,11 +97,6 @@ def test_a_training_run_folds_the_scaling_and_removes_it(tokenizer, tmp_path):
 
     model = _lora(tokenizer, alpha=8)
     linear = model.get_base_model().model.layers[1].self_attn.v_proj
-    records = [Record([{"role": "user", "content": f"q{i}?"}, {"role": "assistant", "content": "a"}]) for i in range(8)]
-    cfg = TrainConfig(data="-", output="-", max_steps=2, batch_size=4)
-    trainer = build_trainer(model, tokenizer, build_dataset(tokenizer, records, cfg), cfg, tmp_path, "fp32")
-    trainer.args.save_strategy = "no"
-    trainer.add_callback(Watch())
-    trainer.train()
+    train_two_steps(model, tokenizer, tmp_path, "fp32", Watch())
     assert seen == ["FoldedScaling", "FoldedScaling"]
     assert linear.lora_variant == {}

@@ -12,7 +12,7 @@ from torch import nn
 
 from forgetless.models.frozen_weights import frozen_linears_in
 from forgetless.train.dropout import LANES, BitsDropout, training_dropout
-from tests.conftest import build_tiny_llama
+from tests.conftest import build_tiny_llama, train_two_steps
 
 P = 0.05
 ROUNDED_P = round(P * LANES) / LANES
@@ -182,10 +182,6 @@ def test_the_fused_dropout_cast_changes_no_bit_of_loss_or_gradients(tokenizer, m
 def test_a_bf16_cpu_training_run_holds_bf16_weights_and_restores_them(tokenizer, tmp_path):
     from transformers import TrainerCallback
 
-    from forgetless.data.records import Record
-    from forgetless.train.config import TrainConfig
-    from forgetless.train.setup import build_dataset, build_trainer
-
     seen = []
 
     class Watch(TrainerCallback):
@@ -195,12 +191,7 @@ def test_a_bf16_cpu_training_run_holds_bf16_weights_and_restores_them(tokenizer,
     model = _lora(tokenizer, 0.1)
     q_proj = model.get_base_model().model.layers[0].self_attn.q_proj
     weight = q_proj.base_layer.weight
-    records = [Record([{"role": "user", "content": f"q{i}?"}, {"role": "assistant", "content": "a"}]) for i in range(8)]
-    cfg = TrainConfig(data="-", output="-", max_steps=2, batch_size=4)
-    trainer = build_trainer(model, tokenizer, build_dataset(tokenizer, records, cfg), cfg, tmp_path, "bf16")
-    trainer.args.save_strategy = "no"
-    trainer.add_callback(Watch())
-    trainer.train()
+    train_two_steps(model, tokenizer, tmp_path, "bf16", Watch())
     assert seen == [torch.bfloat16, torch.bfloat16]
     assert q_proj.base_layer.weight is weight and weight.dtype == torch.float32
     assert isinstance(q_proj.lora_dropout["default"], BitsDropout)
