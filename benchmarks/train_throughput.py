@@ -78,18 +78,16 @@ def run(kind: str, records, args) -> float:
 
 
 @contextlib.contextmanager
-def _cpu_cuts_off():
-    """The training path before the CPU cuts: no `BitsDropout` swap, no bf16-held frozen linears."""
+def _no_bits_dropout():
+    """While a trainer is built: torch's `nn.Dropout` kept (no `BitsDropout` swap)."""
     import forgetless.train.dropout as dropout
-    from forgetless.train.trainer import ForgetlessTrainer
 
-    saved = dropout.training_dropout, ForgetlessTrainer._fast_paths
-    dropout.training_dropout = lambda model, device: 0  # called while the trainer is built
-    ForgetlessTrainer._fast_paths = lambda self: contextlib.ExitStack()  # called when training starts
+    saved = dropout.training_dropout
+    dropout.training_dropout = lambda model, device: 0
     try:
         yield
     finally:
-        dropout.training_dropout, ForgetlessTrainer._fast_paths = saved
+        dropout.training_dropout = saved
 
 
 def _build(kind: str, records, args):
@@ -105,10 +103,11 @@ def _build(kind: str, records, args):
         trainer = _plain_trainer(peft_model, tokenizer, dataset, args, cfg.seed)
     else:
         precision = "fp32" if kind == "forgetless-fp32" else resolve_precision("auto", "cpu")
-        with _cpu_cuts_off() if kind == "forgetless-uncut" else contextlib.nullcontext():
+        uncut = kind == "forgetless-uncut"  # the path before the CPU cuts, for this trainer only
+        with _no_bits_dropout() if uncut else contextlib.nullcontext():
             trainer = build_trainer(peft_model, tokenizer, dataset, cfg, f"{args.tmp}/{kind}", precision, method)
-        if kind == "forgetless-uncut":
-            trainer._fast_paths = contextlib.ExitStack  # this trainer only: other arms may run alongside
+        if uncut:
+            trainer._fast_paths = contextlib.ExitStack  # no bf16-held linears, up-casts kept, scaling unfolded
         trainer.args.save_strategy = "no"
     trainer.add_callback(timer)
     return trainer, timer, sum(dataset["length"]) / len(dataset) * args.batch_size

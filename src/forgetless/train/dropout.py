@@ -57,7 +57,7 @@ class BitsDropout(nn.Module):
         """A tensor of x's shape, 1 (True) with probability 1 - p (the rounded p), else 0, in `dtype`."""
         words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
         lanes = words.view(torch.int16)[: x.numel()].view(x.shape)
-        return torch.ge(lanes, self.threshold, out=torch.empty(x.shape, dtype=dtype, device=x.device))
+        return torch.ge(lanes, self.threshold, out=x.new_empty(x.shape, dtype=dtype))
 
     def extra_repr(self) -> str:
         return f"p={self.p}, feeds_linear={self.feeds_linear}"
@@ -70,7 +70,7 @@ class _MaskedCast(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         ctx.save_for_backward(keep)
-        return torch.mul(x, keep, out=torch.empty(x.shape, dtype=dtype, device=x.device))
+        return torch.mul(x, keep, out=x.new_empty(x.shape, dtype=dtype))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
