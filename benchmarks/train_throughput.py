@@ -13,8 +13,16 @@ sentence, ~50 tokens) and `short` (the same questions answered with the bare obj
 - forgetless-fp32: ours without bf16 (label-only logits, and `BitsDropout` masks on the CPU).
 - forgetless-uncut: ours without the CPU cuts of 2026-11-30 (torch's `nn.Dropout` masks instead of
   `BitsDropout`, frozen weights re-cast by autocast on every forward, peft's input up-casts kept), so the
-  cuts are measured side by side with the path as it was (`--arms` picks arms; all four by default).
+  cuts are measured side by side with the path as it was (`--arms` picks arms; these four by default).
+- forgetless-floor (only when asked for: `--arms forgetless,plain,forgetless-floor`): the forgetless path
+  with LoRA on one linear (layer 0's q_proj) instead of all 210, so the backward still runs through the
+  whole frozen base: what a step costs without the adapters' branches, the floor they sit on.
 Tokens/s counts real (non-padding) tokens of the timed steps (the first step is warm-up, not timed).
+The bf16 limit is measured in the same run, on this machine: a 2048^3 bf16 matmul's FLOP/s (torch's
+threads) divided by the training FLOPs per token (4 x the base's linear weights, LM head included:
+forward, and the backward's input gradients through the frozen weights; attention and LoRA not counted),
+so "% of limit" means the same on any CPU (the figures before 2026-12-01 assumed ~750 tok/s, the host of
+then; the host of 2026-12-01, 2 cores of an AMD EPYC with avx512_bf16, measures ~1,700).
 Runs alternate (A, B, C, A, B, C) so machine noise hits all alike; the best round of each is reported.
 
 `--paired` interleaves the arms step by step instead: every arm trains in its own process, and a
@@ -42,7 +50,8 @@ from forgetless.models.runtime import resolve_precision
 from forgetless.train.config import TrainConfig
 from forgetless.train.setup import build_dataset, build_trainer
 
-ARMS = ("forgetless", "plain", "forgetless-fp32", "forgetless-uncut")
+ARMS = ("forgetless", "plain", "forgetless-fp32", "forgetless-uncut", "forgetless-floor")
+DEFAULT_ARMS = ARMS[:4]
 
 
 class StepTimer(TrainerCallback):
@@ -95,6 +104,8 @@ def _build(kind: str, records, args):
     model, tokenizer, _ = load_model(None, device="cpu")
     cfg = TrainConfig(data="-", output="-", max_steps=args.steps, batch_size=args.batch_size, lr=1e-4)
     cfg.save_steps, cfg.logging_steps = 10_000, 10_000
+    if kind == "forgetless-floor":
+        cfg.target_modules = ["layers.0.self_attn.q_proj"]
     dataset = build_dataset(tokenizer, records, cfg)
     method = build_method(cfg)  # the LoRA `forgetless train` builds (cfg.method "lora")
     peft_model = method.wrap(model)
@@ -191,6 +202,32 @@ def run_paired(arms: list[str], records, args) -> dict[str, float]:
     return {kind: measured[kind] for kind in arms}
 
 
+def training_flops_per_token(model) -> int:
+    """4 x the weights of the model's `nn.Linear`s (LM head included, adapters excluded): a forward's 2 FLOPs
+    per weight and the backward's 2 for the input gradient (the base is frozen: no weight gradients)."""
+    linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lora_" not in n]
+    return 4 * sum(m.weight.numel() for m in linears)
+
+
+def bf16_matmul_flops(size: int = 2048, seconds: float = 1.5) -> float:
+    """FLOP/s of a size^3 bf16 matmul on the CPU with torch's current threads (best of the timed calls)."""
+    a, b = torch.randn(size, size, dtype=torch.bfloat16), torch.randn(size, size, dtype=torch.bfloat16)
+    a @ b
+    best, stop = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def bf16_limit() -> tuple[float, float]:
+    """(bf16 matmul GFLOP/s, tokens/s limit) for training the embedded model on this machine."""
+    model, _, _ = load_model(None, device="cpu")
+    flops = bf16_matmul_flops()
+    return flops / 1e9, flops / training_flops_per_token(model)
+
+
 def _plain_trainer(model, tokenizer, dataset, args, seed: int) -> Trainer:
     plain = dataset.map(lambda row: {"labels": row["input_ids"]}).remove_columns(["length", "sample_type"])
     tokenizer.padding_side = "right"
@@ -218,7 +255,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workload", choices=("sentence", "short", "both"), default="both")
     parser.add_argument("--tmp", default="/tmp/forgetless-bench")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     parser.add_argument("--paired", action="store_true", help="interleave the arms step by step in one process")
     args = parser.parse_args()
     workloads = ("sentence", "short") if args.workload == "both" else (args.workload,)
@@ -227,6 +264,8 @@ def main() -> None:
         parser.error(f"--arms must include forgetless and plain, got {args.arms!r}")
     mode = "paired steps" if args.paired else "arms one after another"
     print(f"precision on this machine: {resolve_precision('auto', 'cpu')}, threads {torch.get_num_threads()}, {mode}")
+    gflops, limit = bf16_limit()
+    print(f"bf16 limit: {gflops:.0f} GFLOP/s (2048^3 matmul) -> {limit:.0f} tok/s; 50% = {limit / 2:.0f} tok/s")
     for workload in workloads:
         records = qa_records(args.records, workload)
         best: dict[str, float] = {}
@@ -239,9 +278,9 @@ def main() -> None:
             uncut = tps.get("forgetless-uncut")
             uncut = f", forgetless/uncut {tps['forgetless'] / uncut:.2f}x" if uncut else ""
             print(f" tok/s; forgetless/plain {ratio:.2f}x{uncut}", flush=True)
-        print(f"\n{workload}: | recipe | tokens/s (best round) | vs plain |\n|---|---|---|")
+        print(f"\n{workload}: | recipe | tokens/s (best round) | vs plain | of the bf16 limit |\n|---|---|---|---|")
         for kind, value in best.items():
-            print(f"| {kind} | {value:.0f} | {value / best['plain']:.2f}x |")
+            print(f"| {kind} | {value:.0f} | {value / best['plain']:.2f}x | {value / limit:.0%} |")
 
 
 if __name__ == "__main__":

@@ -40,3 +40,16 @@ def test_arms_take_turns_one_step_each_and_finished_arms_drop_out():
     for thread in threads:
         thread.join(timeout=30)
     assert "".join(order) == "ABCACA"
+
+
+def test_training_flops_per_token_counts_the_base_linears_and_lm_head_not_the_adapters(tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    from tests.conftest import build_tiny_llama
+
+    model = build_tiny_llama(tokenizer)  # hidden 32, intermediate 64, 2 layers, 4 heads, 2 kv heads of 8
+    per_layer = 32 * 32 * 2 + 32 * 16 * 2 + 32 * 64 * 3  # q, o; k, v; gate, up, down
+    expected = 4 * (2 * per_layer + len(tokenizer) * 32)  # + the (tied) LM head
+    assert _benchmark().training_flops_per_token(model) == expected
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    assert _benchmark().training_flops_per_token(lora) == expected
