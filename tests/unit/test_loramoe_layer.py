@@ -147,3 +147,30 @@ def test_config_round_trip_and_tags():
     assert LoRAMoEConfig.from_dict(d) == cfg
     with pytest.raises(ConfigError, match="unknown keys"):
         LoRAMoEConfig.from_dict({**d, "num_expert": 3})
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_a_power_of_two_scaling_folded_into_b_changes_no_bit(monkeypatch, autocast):
+    import forgetless.adapters.loramoe.layer as layer_module
+
+    def run(fold: bool):
+        monkeypatch.setattr(layer_module, "exact_scale", lambda value: fold)
+        torch.manual_seed(0)
+        layer = LoRAMoELinear(nn.Linear(IN, OUT), N, 4, 32.0, router_init_std=0.5)  # scaling 8
+        with torch.no_grad():
+            layer.lora_B.normal_(0, 0.3)
+        x = torch.randn(3, 7, IN, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = layer(x)
+        (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        return [y, x.grad, layer.lora_A.grad, layer.lora_B.grad, layer.router.weight.grad]
+
+    for folded, plain in zip(run(True), run(False), strict=True):
+        assert folded.dtype == plain.dtype and torch.equal(folded, plain)
+
+
+def test_the_fold_applies_to_powers_of_two_only():
+    from forgetless.utils.floats import exact_scale
+
+    assert all(exact_scale(v) for v in (8.0, 2, 1.0, 0.5, 2.0**-10))
+    assert not any(exact_scale(v) for v in (8 / 3, 3.0, 0.0, -2.0, float("inf"), float("nan"), True, None))

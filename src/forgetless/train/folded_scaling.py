@@ -19,11 +19,12 @@ it. Merging inside the run (the training gate's probes) goes through the variant
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+
+from forgetless.utils.floats import exact_scale
 
 try:  # the hook exists in peft >= 0.15; without it, the context manager does nothing
     from peft.tuners.lora.layer import Linear as LoraLinear
@@ -81,11 +82,5 @@ def _foldable_adapters(module: torch.nn.Module) -> list[str]:
     return [
         adapter
         for adapter, lora_B in module.lora_B.items()
-        if adapter not in variants and lora_B.bias is None and _power_of_two(module.scaling.get(adapter))
+        if adapter not in variants and lora_B.bias is None and exact_scale(module.scaling.get(adapter))
     ]
-
-
-def _power_of_two(scaling) -> bool:
-    if not isinstance(scaling, (int, float)) or not math.isfinite(scaling) or scaling <= 0:
-        return False
-    return math.frexp(scaling)[0] == 0.5

@@ -24,6 +24,8 @@ Notable choices:
   the compute dtype only for the product.
 * Adapter parameters are kept in fp32 when the base is fp16/bf16 (like peft's default adapter
   upcast); outside autocast the input is cast to the adapter dtype and the result back.
+* The scaling multiplies B's weight instead of the output when it is a power of two (the default
+  32 / 4 = 8): the same numbers bit for bit, without a pass over every output and its gradient.
 * Router recording: while `forgetless.adapters.loramoe.balance.balance_context` is active the
   layer appends its gate probabilities (fp32, with grad) to `recorded_gates` for the balancing
   loss; otherwise nothing is stored, so generation does not grow memory.
@@ -36,6 +38,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from forgetless.utils.floats import exact_scale
 
 
 class LoRAMoELinear(nn.Module):
@@ -105,7 +109,10 @@ class LoRAMoELinear(nn.Module):
             h = h.to(self.lora_A.dtype)
         h = F.linear(h, self.lora_A)  # [..., N*r]
         h = h * g.repeat_interleave(self.rank, dim=-1).to(h.dtype)
-        delta = F.linear(h, self.lora_B) * self.scaling
+        if exact_scale(self.scaling):  # folded into B: a [out, N*r] multiply, not one over every output
+            delta = F.linear(h, self.lora_B * self.scaling)
+        else:
+            delta = F.linear(h, self.lora_B) * self.scaling
         return result + delta.to(result.dtype)
 
     def clear_recording(self) -> None:
