@@ -259,6 +259,9 @@ def main() -> None:
     parser.add_argument("--paired", action="store_true", help="interleave the arms step by step in one process")
     args = parser.parse_args()
     workloads = ("sentence", "short") if args.workload == "both" else (args.workload,)
+    unknown = sorted(set(args.arms.split(",")) - set(ARMS))
+    if unknown:
+        parser.error(f"--arms: unknown arm {', '.join(unknown)}; pick from {', '.join(ARMS)}")
     arms = [arm for arm in ARMS if arm in args.arms.split(",")]
     if "forgetless" not in arms or "plain" not in arms:
         parser.error(f"--arms must include forgetless and plain, got {args.arms!r}")

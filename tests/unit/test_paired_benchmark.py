@@ -53,3 +53,15 @@ def test_training_flops_per_token_counts_the_base_linears_and_lm_head_not_the_ad
     assert _benchmark().training_flops_per_token(model) == expected
     lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
     assert _benchmark().training_flops_per_token(lora) == expected
+
+
+def test_an_unknown_arm_is_refused_before_anything_loads(monkeypatch, capsys):
+    import pytest
+
+    module = _benchmark()
+    monkeypatch.setattr(module, "bf16_limit", lambda: pytest.fail("measured before checking --arms"))
+    monkeypatch.setattr("sys.argv", ["train_throughput.py", "--arms", "forgetless,plain,forgetless-flor"])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    assert exit_info.value.code == 2
+    assert "unknown arm forgetless-flor" in capsys.readouterr().err
